@@ -1,0 +1,54 @@
+//! The `spotlight` binary: parses arguments and hands each subcommand to `cli::*`.
+//!
+//! Exit codes: 0 ok, 1 a check found a problem (bad rows, a regression), 2 bad usage or
+//! unreadable input.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// Evaluate and train vision-language models with verifiable rewards.
+#[derive(Parser)]
+#[command(name = "spotlight", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Benchmarks: list them, inspect items as prompts, validate files.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
+    /// Generate the data the project bundles (benchmark-shaped parquet files).
+    #[command(subcommand)]
+    Synth(cli::synth::SynthCommand),
+    /// Grade responses against ground truths with a reward rule set.
+    Grade(cli::grade::GradeArgs),
+    /// Qwen2.5-VL checkpoints: info, log-probs.
+    #[command(subcommand)]
+    Model(cli::model::ModelCommand),
+    /// Developer tools: check Spotlight's internals against other implementations.
+    #[command(subcommand)]
+    Debug(cli::debug::DebugCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(cmd) => cli::bench::run(cmd),
+        Command::Synth(cmd) => cli::synth::run(cmd),
+        Command::Grade(args) => cli::grade::run(args),
+        Command::Model(cmd) => cli::model::run(cmd),
+        Command::Debug(cmd) => cli::debug::run(cmd),
+    };
+    match result {
+        Ok(outcome) => outcome.exit_code(),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            cli::Outcome::BadInput.exit_code()
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The GRPO / DAPO / VPPO objective and trainer. (Being built: issue 9.)

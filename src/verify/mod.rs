@@ -1,0 +1,2 @@
+//! Rule-based verifiers: extraction, normalisation and equivalence, configured by
+//! `reward_rules/*.toml`. (Being built: issue 3.)
