@@ -12,6 +12,7 @@
 //! Library code returns typed errors ([`Error`] and the per-module enums it wraps); the
 //! binary adds context with `anyhow`.
 
+pub mod atomic_file;
 pub mod bench;
 pub mod error;
 pub mod model;
