@@ -75,14 +75,16 @@ pub fn load_files(manifest: &Manifest, files: &[PathBuf]) -> Result<Loaded, Benc
     for file in files {
         loaded.bytes_read += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
         let before = loaded.items.len() + loaded.bad_rows.len() + loaded.filtered_out;
+        // Without an id column the id is the row's index across all shards, in order.
+        let id_offset = before;
         let is_json = matches!(
             file.extension().and_then(|e| e.to_str()),
             Some("json") | Some("jsonl")
         );
         if is_json {
-            read_sharegpt(manifest, file, &filter, &mut loaded)?;
+            read_sharegpt(manifest, file, id_offset, &filter, &mut loaded)?;
         } else {
-            read_parquet(manifest, file, &filter, &mut loaded)?;
+            read_parquet(manifest, file, id_offset, &filter, &mut loaded)?;
         }
         if loaded.items.len() + loaded.bad_rows.len() + loaded.filtered_out == before {
             loaded
@@ -112,6 +114,7 @@ pub fn load_files(manifest: &Manifest, files: &[PathBuf]) -> Result<Loaded, Benc
 fn read_parquet(
     manifest: &Manifest,
     file: &Path,
+    id_offset: usize,
     filter: &CompiledFilter,
     loaded: &mut Loaded,
 ) -> Result<(), BenchError> {
@@ -130,7 +133,7 @@ fn read_parquet(
         .with_batch_size(BATCH_ROWS)
         .build()
         .map_err(|e| corrupt(e.to_string()))?;
-    let mapping = ColumnPlan::new(manifest, file, &schema)?;
+    let plan = ColumnPlan::new(manifest, file, id_offset, &schema)?;
     let mut row_base = 0usize;
     for batch in reader {
         let batch = batch.map_err(|e| {
@@ -138,7 +141,7 @@ fn read_parquet(
                 "cannot decode the record batch starting at row {row_base}: {e}"
             ))
         })?;
-        mapping.read_batch(manifest, file, &batch, row_base, filter, loaded)?;
+        plan.read_batch(&batch, row_base, filter, loaded)?;
         row_base += batch.num_rows();
     }
     Ok(())
@@ -148,13 +151,17 @@ fn read_parquet(
 /// column or a wrong type is reported once, naming the file and column.
 struct ColumnPlan<'m> {
     manifest: &'m Manifest,
+    file: PathBuf,
     dataset_dir: PathBuf,
+    /// Added to the row index when the id is the row (ids are global across shards).
+    id_offset: usize,
 }
 
 impl<'m> ColumnPlan<'m> {
     fn new(
         manifest: &'m Manifest,
         file: &Path,
+        id_offset: usize,
         schema: &arrow::datatypes::Schema,
     ) -> Result<Self, BenchError> {
         let cols = &manifest.columns;
@@ -205,20 +212,21 @@ impl<'m> ColumnPlan<'m> {
         }
         Ok(ColumnPlan {
             manifest,
+            file: file.to_path_buf(),
+            id_offset,
             dataset_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
         })
     }
 
     fn read_batch(
         &self,
-        manifest: &Manifest,
-        file: &Path,
         batch: &RecordBatch,
         row_base: usize,
         filter: &CompiledFilter,
         loaded: &mut Loaded,
     ) -> Result<(), BenchError> {
-        let cols = &self.manifest.columns;
+        let (manifest, file, id_offset) = (self.manifest, self.file.as_path(), self.id_offset);
+        let cols = &manifest.columns;
         let get = |name: &str| -> Result<ArrayRef, BenchError> {
             column_of(batch, name).ok_or_else(|| BenchError::Column {
                 path: file.to_path_buf(),
@@ -285,7 +293,7 @@ impl<'m> ColumnPlan<'m> {
                         continue;
                     }
                 },
-                None => row.to_string(),
+                None => (id_offset + row).to_string(),
             };
             let option_list = match (&options, manifest.options.encoding) {
                 (Some(array), OptionsEncoding::List) => text_list_at(array, i),
@@ -680,6 +688,7 @@ impl CompiledFilter {
 fn read_sharegpt(
     manifest: &Manifest,
     file: &Path,
+    id_offset: usize,
     filter: &CompiledFilter,
     loaded: &mut Loaded,
 ) -> Result<(), BenchError> {
@@ -779,7 +788,7 @@ fn read_sharegpt(
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             })
-            .unwrap_or_else(|| row.to_string());
+            .unwrap_or_else(|| (id_offset + row).to_string());
         let item = Item {
             benchmark: manifest.slug.clone(),
             id,
