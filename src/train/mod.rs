@@ -20,15 +20,14 @@ pub mod grid;
 pub mod loss;
 pub mod objective;
 pub mod perception;
-// pub mod perturb;
-// pub mod recipe;
-// pub mod verl;
+pub mod perturb;
+pub mod recipe;
 
 use std::path::PathBuf;
 
 pub use grid::TokenGrid;
 pub use objective::{MiniBatchShaping, ObjectiveConfig};
-// pub use recipe::TrainRecipe;
+pub use recipe::TrainRecipe;
 
 /// Errors of the objective, recipes, perturbations and export.
 #[derive(Debug, thiserror::Error)]
