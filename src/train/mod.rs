@@ -22,6 +22,7 @@ pub mod objective;
 pub mod perception;
 pub mod perturb;
 pub mod recipe;
+pub mod verl;
 
 use std::path::PathBuf;
 
