@@ -174,6 +174,13 @@ impl MiniBatchShaping {
         self.response_lengths.iter().sum()
     }
 
+    /// TGF statistics of the mini-batch (`None` without perturbed log-probs).
+    pub fn perception_stats(&self, mask: &TokenGrid) -> Option<perception::PerceptionStats> {
+        self.token_dependency
+            .as_ref()
+            .map(|s| perception::perception_stats(s, mask, &self.token_mask))
+    }
+
     /// TAS scales of the micro-batch `rows` (all 1 without TAS): normalised with the
     /// mini-batch's range, averaged (`mu`) over the micro-batch, as the reference does.
     pub fn advantage_scales(&self, rows: Range<usize>) -> Vec<f64> {
@@ -463,6 +470,74 @@ mod tests {
             );
             assert!(grad.iter().any(|g| *g != 0.0));
         }
+    }
+
+    #[test]
+    fn tas_and_tgf_gradient_by_hand() {
+        // Two responses of one group, every ratio inside the clip range (lp = old), A = +-a:
+        //   d loss / d lp[i,t] = m[i,t] * ( -A_i * scale_i * r[i,t] * tgf[i,t]
+        //                                   - entropy_coef ) / (N + 1e-8),   r = 1 here.
+        // TGF zeroes the policy-gradient part of unselected tokens but keeps their entropy
+        // part; TAS multiplies each response's part by its scale.
+        let rows = [vec![1.0, 1.0, 1.0, 1.0, 1.0], vec![1.0, 1.0, 0.0, 0.0, 0.0]];
+        let mask = TokenGrid::from_rows("mask", &rows).unwrap();
+        let old = TokenGrid::from_rows(
+            "old",
+            &[
+                vec![-1.0, -0.5, -2.0, -0.1, -1.5],
+                vec![-0.3, -0.7, 0.0, 0.0, 0.0],
+            ],
+        )
+        .unwrap();
+        let aug = TokenGrid::from_rows(
+            "aug",
+            &[
+                vec![-1.0, -2.5, -2.0, -0.2, -1.5],
+                vec![-0.9, -0.7, 0.0, 0.0, 0.0],
+            ],
+        )
+        .unwrap();
+        let advantages = crate::train::advantages::grpo_advantages(&[1.0, 0.0], &[0, 0]).unwrap();
+        let batch = Batch {
+            mask: mask.clone(),
+            old: old.clone(),
+            aug,
+            lp: old.clone(),
+            reference: TokenGrid::zeros(2, 5),
+            advantages: advantages.clone(),
+        };
+        let (_, grad) = loss_and_grad(&VPPO, &batch, &old, &[0..2], DType::F64);
+        let shaping = MiniBatchShaping::new(&VPPO, &mask, &old, Some(&batch.aug)).unwrap();
+        let scales = shaping.advantage_scales(0..2);
+        // Two responses: the more dependent one (row 0 here) gets beta_max = 1.1, the other 0.9.
+        assert!(shaping.trajectory_dependency[0] > shaping.trajectory_dependency[1]);
+        assert!((scales[0] - 1.1).abs() < 1e-7 && (scales[1] - 0.9).abs() < 1e-12);
+        // TGF: row 0 keeps ceil(2.0) = 2 tokens (positions 1 and 3), row 1 ceil(0.8) = 1 (0).
+        assert_eq!(shaping.token_mask.row(0), &[0.0, 1.0, 0.0, 1.0, 0.0]);
+        assert_eq!(shaping.token_mask.row(1), &[1.0, 0.0, 0.0, 0.0, 0.0]);
+        let den = 7.0 + 1e-8;
+        for i in 0..2 {
+            for t in 0..5 {
+                let m = mask.row(i)[t];
+                let tgf = shaping.token_mask.row(i)[t];
+                let by_hand = m * (-advantages[i] * scales[i] * tgf - VPPO.entropy_coef) / den;
+                assert!((grad[i * 5 + t] - by_hand).abs() < 1e-15, "[{i}][{t}]");
+            }
+        }
+    }
+
+    #[test]
+    fn one_response_in_a_batch() {
+        // A lone response: GRPO advantages are undefined (error, see advantages.rs), TAS has
+        // no range (scale 1), TGF still keeps ceil(rho * len) tokens.
+        let mask = TokenGrid::from_rows("mask", &[vec![1.0, 1.0, 1.0]]).unwrap();
+        let old = TokenGrid::from_rows("old", &[vec![-1.0, -1.0, -1.0]]).unwrap();
+        let aug = TokenGrid::from_rows("aug", &[vec![-3.0, -1.0, -1.2]]).unwrap();
+        let shaping = MiniBatchShaping::new(&VPPO, &mask, &old, Some(&aug)).unwrap();
+        assert_eq!(shaping.dependency_range, None);
+        assert_eq!(shaping.advantage_scales(0..1), vec![1.0]);
+        assert_eq!(shaping.token_mask.row(0), &[1.0, 0.0, 1.0]);
+        assert!(crate::train::advantages::grpo_advantages(&[1.0], &[0]).is_err());
     }
 
     #[test]

@@ -96,7 +96,9 @@ pub fn advantage_scales(
     if spread <= MIN_DEPENDENCY_SPREAD {
         return scales;
     }
-    let valid: Vec<usize> = (0..scores.len()).filter(|&i| lengths[i] > 0.0).collect();
+    let valid: Vec<usize> = (0..scores.len())
+        .filter(|&i| lengths.get(i).is_some_and(|&n| n > 0.0))
+        .collect();
     if valid.is_empty() {
         return scales;
     }
@@ -144,6 +146,66 @@ pub fn gradient_filter_mask(dependency: &TokenGrid, mask: &TokenGrid, rho: f64) 
         }
     }
     out
+}
+
+/// What TGF did to a mini-batch, for the per-step metrics (the reference logs the same).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PerceptionStats {
+    /// Selected tokens / response tokens (about rho; more for short responses, by the ceil).
+    pub selected_fraction: f64,
+    /// Mean over responses with k > 0 of the k-th largest S (the per-response cut-off).
+    pub threshold: Option<f64>,
+    /// Mean S of the selected tokens.
+    pub mean_selected: Option<f64>,
+    /// Mean S of the response tokens that were not selected.
+    pub mean_rejected: Option<f64>,
+}
+
+/// Statistics of the TGF `selection` (a mask within `mask`) given the dependencies `S`.
+pub fn perception_stats(
+    dependency: &TokenGrid,
+    mask: &TokenGrid,
+    selection: &TokenGrid,
+) -> PerceptionStats {
+    let mean = |sum: f64, n: usize| (n > 0).then(|| sum / n as f64);
+    let (mut sel_sum, mut sel_n, mut rej_sum, mut rej_n) = (0.0, 0usize, 0.0, 0usize);
+    let (mut cut_sum, mut cut_n) = (0.0, 0usize);
+    for i in 0..mask.rows() {
+        let mut cut = f64::INFINITY;
+        for ((&s, &m), &k) in dependency
+            .row(i)
+            .iter()
+            .zip(mask.row(i))
+            .zip(selection.row(i))
+        {
+            if m <= 0.0 {
+                continue;
+            }
+            if k > 0.0 {
+                sel_sum += s;
+                sel_n += 1;
+                cut = cut.min(s);
+            } else {
+                rej_sum += s;
+                rej_n += 1;
+            }
+        }
+        if cut.is_finite() {
+            cut_sum += cut;
+            cut_n += 1;
+        }
+    }
+    let tokens = sel_n + rej_n;
+    PerceptionStats {
+        selected_fraction: if tokens > 0 {
+            sel_n as f64 / tokens as f64
+        } else {
+            0.0
+        },
+        threshold: mean(cut_sum, cut_n),
+        mean_selected: mean(sel_sum, sel_n),
+        mean_rejected: mean(rej_sum, rej_n),
+    }
 }
 
 #[cfg(test)]
@@ -271,6 +333,29 @@ mod tests {
         assert_eq!(tgf.row(0), &[0.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
         // Row 1: k = ceil(1.2) = 2, all tied -> the first two positions.
         assert_eq!(tgf.row(1), &[1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn perception_stats_report_the_cut_off_and_both_means() {
+        let mask = grid(&[
+            &[1.0, 1.0, 1.0, 1.0, 1.0],
+            &[1.0, 1.0, 0.0, 0.0, 0.0],
+            &[0.0; 5],
+        ]);
+        let s = grid(&[
+            &[0.1, 0.5, 0.3, 0.7, 0.0],
+            &[2.0, 1.0, 0.0, 0.0, 0.0],
+            &[0.0; 5],
+        ]);
+        let tgf = gradient_filter_mask(&s, &mask, 0.4);
+        let stats = perception_stats(&s, &mask, &tgf);
+        // Row 0 keeps 2 of 5 ({0.7, 0.5}, cut 0.5), row 1 keeps 1 of 2 ({2.0}, cut 2.0).
+        assert!((stats.selected_fraction - 3.0 / 7.0).abs() < 1e-15);
+        assert!((stats.threshold.unwrap() - 1.25).abs() < 1e-15);
+        assert!((stats.mean_selected.unwrap() - 3.2 / 3.0).abs() < 1e-15);
+        assert!((stats.mean_rejected.unwrap() - 1.4 / 4.0).abs() < 1e-15);
+        let none = perception_stats(&s, &TokenGrid::zeros(3, 5), &TokenGrid::zeros(3, 5));
+        assert_eq!((none.selected_fraction, none.threshold), (0.0, None));
     }
 
     #[test]
