@@ -7,6 +7,39 @@
 //! This is the single code path: the trainer calls [`MiniBatchShaping::new`] and
 //! [`micro_batch_objective`] with F32 log-probs from the model, and
 //! `spotlight debug vppo-objective` calls the same two functions with F64 log-probs.
+//!
+//! A training step's update, with a `Var` standing in for the model's log-probs:
+//!
+//! ```
+//! use candle_core::{DType, Device, Var};
+//! use spotlight::train::advantages::grpo_advantages;
+//! use spotlight::train::objective::{micro_batch_objective, MiniBatch, MiniBatchShaping, ObjectiveConfig};
+//! use spotlight::train::TokenGrid;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ObjectiveConfig {
+//!     clip_low: 0.2, clip_high: 0.28, clip_dual: 3.0, rho: 0.4, beta_min: 0.9,
+//!     entropy_coef: 0.06, tas: true, tgf: true, kl_coef: 0.0,
+//! };
+//! // Rollout of one mini-batch: 2 prompts x 2 responses, up to 3 tokens.
+//! let mask = TokenGrid::from_rows("mask", &[vec![1., 1., 1.], vec![1., 1., 0.], vec![1., 0., 0.], vec![1., 1., 1.]])?;
+//! let old = TokenGrid::from_rows("old", &[vec![-1., -2., -0.5], vec![-0.3, -1., 0.], vec![-2., 0., 0.], vec![-0.1, -0.2, -0.3]])?;
+//! let aug = TokenGrid::from_rows("aug", &[vec![-3., -2., -0.6], vec![-0.3, -1.5, 0.], vec![-2.2, 0., 0.], vec![-0.1, -0.9, -0.3]])?;
+//! let advantages = grpo_advantages(&[1., 0., 0., 1.], &["p", "p", "q", "q"])?; // whole rollout batch
+//!
+//! let shaping = MiniBatchShaping::new(&config, &mask, &old, Some(&aug))?; // once per mini-batch
+//! let mini = MiniBatch { response_mask: &mask, old_logprobs: &old, advantages: &advantages,
+//!                        ref_logprobs: None, shaping: &shaping };
+//! for rows in [0..2, 2..4] {
+//!     // The model's log-probs of these rows go here (F32, on the gradient path).
+//!     let logprobs = Var::from_tensor(&old.slice_rows(rows.clone())?.to_tensor(DType::F32, &Device::Cpu)?)?;
+//!     let micro = micro_batch_objective(&config, &mini, rows, logprobs.as_tensor())?;
+//!     let grads = micro.weighted_loss.backward()?; // accumulate over micro-batches, then step
+//!     assert!(grads.get(logprobs.as_tensor()).is_some());
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 use std::ops::Range;
 

@@ -113,6 +113,11 @@ impl Perturbation {
 }
 
 /// The perturbation stream of one response row.
+///
+/// The stream depends only on (`seed`, `item_id`, `sample`): a trainer that wants a fresh
+/// mask each time an item is revisited (the reference draws from a global RNG, so its masks
+/// differ between epochs) should pass a per-step seed, e.g. one derived from the run seed
+/// and the global step, or a sample index unique across epochs.
 pub fn row_rng(seed: u64, item_id: &str, sample: u32) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(derive_seed_tagged(seed, item_id, sample, PERTURB_SEED_TAG))
 }
