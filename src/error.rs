@@ -12,4 +12,7 @@ pub enum Error {
     /// Generating the bundled data.
     #[error(transparent)]
     Synth(#[from] crate::synth::SynthError),
+    /// The training objective, recipes, perturbations and export.
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
 }

@@ -33,6 +33,9 @@ enum Command {
     /// Developer tools: check Spotlight's internals against other implementations.
     #[command(subcommand)]
     Debug(cli::debug::DebugCommand),
+    /// Export a training recipe for another trainer (the authors' EasyR1-based VPPO-RL).
+    #[command(subcommand)]
+    Export(cli::export::ExportCommand),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Grade(args) => cli::grade::run(args),
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Debug(cmd) => cli::debug::run(cmd),
+        Command::Export(cmd) => cli::export::run(cmd),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod debug;
+pub mod export;
 pub mod grade;
 pub mod model;
 pub mod synth;
