@@ -15,7 +15,9 @@
 pub mod atomic_file;
 pub mod bench;
 pub mod error;
+pub mod eval;
 pub mod model;
+pub mod report;
 pub mod seed;
 pub mod synth;
 pub mod train;

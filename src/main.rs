@@ -25,6 +25,8 @@ enum Command {
     /// Generate the data the project bundles (benchmark-shaped parquet files).
     #[command(subcommand)]
     Synth(cli::synth::SynthCommand),
+    /// Evaluate on benchmarks: avg@k, resumable runs, a report in the paper's layout.
+    Eval(Box<cli::eval::EvalArgs>),
     /// Grade responses against ground truths with a reward rule set.
     Grade(cli::grade::GradeArgs),
     /// Qwen2.5-VL checkpoints: info, log-probs.
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(cmd) => cli::bench::run(cmd),
         Command::Synth(cmd) => cli::synth::run(cmd),
+        Command::Eval(args) => cli::eval::run(*args),
         Command::Grade(args) => cli::grade::run(args),
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Debug(cmd) => cli::debug::run(cmd),

@@ -528,7 +528,7 @@ fn undictionary(array: ArrayRef) -> ArrayRef {
 }
 
 /// The string at `i` of a string-like (or integer) array; `None` when null.
-fn text_at(array: &ArrayRef, i: usize) -> Option<String> {
+pub(crate) fn text_at(array: &ArrayRef, i: usize) -> Option<String> {
     if array.is_null(i) {
         return None;
     }

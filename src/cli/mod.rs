@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod debug;
+pub mod eval;
 pub mod export;
 pub mod grade;
 pub mod model;

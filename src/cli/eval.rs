@@ -1,0 +1,166 @@
+//! `spotlight eval`: avg@k over benchmarks on a backend, resumable, with a report.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use spotlight::bench::{DataSource, Registry};
+use spotlight::eval::{self, Backend, EvalError, EvalRequest, Grader, Sampling};
+use spotlight::report;
+
+use super::Outcome;
+
+/// Evaluate a model on benchmarks: k samples per item at the given sampling settings,
+/// graded by each benchmark's rule set. Defaults are the authors' evaluation settings.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Grade responses produced elsewhere: JSONL or parquet with benchmark, item_id,
+    /// sample, response.
+    #[arg(long, group = "backend", required = true)]
+    pub replay: Option<PathBuf>,
+    /// A Qwen2.5-VL checkpoint folder, run embedded (not built yet: issue 5).
+    #[arg(long, group = "backend")]
+    pub model: Option<PathBuf>,
+    /// An OpenAI-compatible endpoint (vLLM, SGLang, `spotlight serve`) (not built yet).
+    #[arg(long, group = "backend")]
+    pub endpoint: Option<String>,
+    /// Benchmarks: NAME[,NAME..] or `all` (the paper's eight).
+    #[arg(long, default_value = "all")]
+    pub bench: String,
+    /// Where the benchmark files are: `bundled`, `hf`, `hf:DIR`, a file or a folder.
+    #[arg(long, default_value = "bundled")]
+    pub data: DataSource,
+    /// Samples per item (avg@k).
+    #[arg(long, default_value_t = 8)]
+    pub k: u32,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Top-k sampling (0 = off). The authors' tool used 50.
+    #[arg(long, default_value_t = 50)]
+    pub top_k: u32,
+    /// Pixel cap per image (the authors' tool: 768x768).
+    #[arg(long, default_value_t = 589_824)]
+    pub max_pixels: u32,
+    #[arg(long, default_value_t = 2048)]
+    pub max_tokens: u32,
+    #[arg(long, default_value_t = 9216)]
+    pub max_context: u32,
+    /// Run seed; each sample's seed derives from (seed, item id, sample index).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run folder (run.json, samples.jsonl, samples.parquet, summary.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue a killed or partial run in `--out`.
+    #[arg(long)]
+    pub resume: bool,
+    /// Items per benchmark (first N).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Samples in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Where the markdown report goes (`<run>.md`); default: the project's `reports/`.
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Which section of Table 1 the report shows beside the run (7B, 32B, 8B).
+    #[arg(long, default_value = "7B")]
+    pub scale: String,
+    /// Print summary.json on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The grader of a reward rule set.
+pub fn grader_for(rules: &str) -> Result<Arc<dyn Grader>, EvalError> {
+    Err(EvalError::Internal(format!(
+        "reward rule set {rules:?}: the verifier is not merged yet"
+    )))
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
+    let registry = Registry::discover()?;
+    let backend: Box<dyn Backend> = if let Some(path) = &args.replay {
+        let backend = eval::replay::ReplayBackend::open(path, |name| {
+            registry.get(name).ok().map(|m| m.slug.clone())
+        })?;
+        Box::new(backend)
+    } else if args.model.is_some() {
+        anyhow::bail!("--model: the embedded backend needs batched sampling (issue 5), which is not built yet; use --replay")
+    } else {
+        anyhow::bail!("--endpoint: the HTTP backend is not built yet; use --replay")
+    };
+    let request = EvalRequest {
+        registry: &registry,
+        bench: args.bench.clone(),
+        data: args.data.clone(),
+        k: args.k,
+        seed: args.seed,
+        sampling: Sampling {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            top_k: args.top_k,
+            max_tokens: args.max_tokens,
+            max_context: args.max_context,
+            max_pixels: args.max_pixels,
+        },
+        limit: args.limit,
+        out: args.out.clone(),
+        resume: args.resume,
+        concurrency: args.concurrency,
+        progress: !args.json,
+        model_config_sha256: None,
+        grader_for: &grader_for,
+    };
+    let outcome = eval::evaluate(&request, backend.as_ref())?;
+    let plan = eval::EvalPlan::load(&outcome.run_dir)?.context("run.json vanished")?;
+    let records = eval::SampleLog::read(&outcome.run_dir)?;
+    let published =
+        report::read_table1(&registry.root.join("reports/paper/table1_main_results.csv"))?;
+    let markdown = report::render_run_report(
+        &plan,
+        &outcome.summary,
+        &published,
+        &args.scale,
+        &records,
+        2,
+    );
+    let report_dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| registry.root.join("reports"));
+    let report_path = report_dir.join(format!("{}.md", plan.name));
+    spotlight::atomic_file::write_bytes_atomic(&report_path, markdown.as_bytes())
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome.summary)?);
+    } else {
+        eprintln!(
+            "{} samples now, {} from before; run folder {}",
+            outcome.produced_now,
+            outcome.resumed_from,
+            outcome.run_dir.display()
+        );
+        for slug in &outcome.summary.order {
+            if let Some(b) = outcome.summary.benchmarks.get(slug) {
+                eprintln!(
+                    "{:>11}: avg@{} {}  ({} items, {} errors)",
+                    b.name,
+                    b.k,
+                    b.avg_at_k
+                        .map(|v| format!("{v:.1}"))
+                        .unwrap_or_else(|| "–".into()),
+                    b.items,
+                    b.errors
+                );
+            }
+        }
+        if let Some(avg) = outcome.summary.avg {
+            eprintln!("{:>11}: {avg:.1}", "Avg");
+        }
+        println!("{}", report_path.display());
+    }
+    Ok(Outcome::Ok)
+}

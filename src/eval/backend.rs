@@ -1,0 +1,77 @@
+//! Where responses come from. Every backend answers one sample request at a time; the
+//! runner supplies each sample's derived seed, so a response never depends on which other
+//! requests ran beside it.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Sampling parameters, recorded in the run folder. Defaults are the authors' evaluation
+/// settings (PAPO-Eval: top-p 1.0, top-k 50, 768x768 pixels, 2048 new tokens, context 9216).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub temperature: f64,
+    pub top_p: f64,
+    pub top_k: u32,
+    pub max_tokens: u32,
+    pub max_context: u32,
+    pub max_pixels: u32,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 50,
+            max_tokens: 2048,
+            max_context: 9216,
+            max_pixels: 589_824,
+        }
+    }
+}
+
+/// One sample to produce.
+#[derive(Debug, Clone)]
+pub struct SampleRequest {
+    pub benchmark: String,
+    pub item_id: String,
+    pub sample: u32,
+    /// Derived from (run seed, item id, sample index): see [`crate::seed`].
+    pub seed: u64,
+    pub system: String,
+    /// User-turn text; the images come before it.
+    pub prompt: String,
+    pub images: Vec<Arc<[u8]>>,
+    pub sampling: Sampling,
+}
+
+/// A produced sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SampleResponse {
+    pub response: String,
+    pub prompt_tokens: Option<u32>,
+    pub response_tokens: Option<u32>,
+    /// "stop", "length", or what the backend reported.
+    pub finish: String,
+}
+
+/// Why a sample could not be produced. Recorded per sample; the run goes on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("no response for {benchmark}/{item_id} sample {sample} in the replay file")]
+    MissingReplay {
+        benchmark: String,
+        item_id: String,
+        sample: u32,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A source of responses.
+pub trait Backend: Send + Sync {
+    /// What is evaluated, for the run record ("replay:FILE", "http:URL model", ...).
+    fn describe(&self) -> String;
+    fn sample(&self, request: &SampleRequest) -> Result<SampleResponse, BackendError>;
+}

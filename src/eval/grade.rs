@@ -1,0 +1,16 @@
+//! The runner's view of a verifier: anything that turns (response, ground truth, options)
+//! into a verdict. The benchmark's reward rule set (`crate::verify::RuleSet`) is the one
+//! used in practice; the trait keeps the runner testable with hand-written graders.
+
+/// A verdict with the reward and its components.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradeOutcome {
+    pub extracted: Option<String>,
+    pub correct: bool,
+    pub reward: f64,
+    pub components: Vec<(String, f64)>,
+}
+
+pub trait Grader: Send + Sync {
+    fn grade(&self, response: &str, truth: &str, options: Option<&[String]>) -> GradeOutcome;
+}

@@ -1,0 +1,155 @@
+//! The validated plan of an evaluation run, stored as `run.json` in the run folder: what
+//! was evaluated, on which files (with hashes), with which sampling parameters and seed,
+//! by which Spotlight version. `--resume` refuses a plan that differs in anything that
+//! changes results.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::backend::Sampling;
+use super::EvalError;
+
+/// A benchmark file the run read, with its content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// One benchmark of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedBenchmark {
+    pub slug: String,
+    pub name: String,
+    pub rules: String,
+    pub files: Vec<FileRecord>,
+    pub items: usize,
+    pub approximate: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalPlan {
+    /// Run name (the run folder's name), used as the row label in reports.
+    pub name: String,
+    /// What produced the responses ("replay:FILE", "http:URL model", "model:DIR").
+    pub backend: String,
+    /// Hash of the model's config.json when a model folder is evaluated.
+    pub model_config_sha256: Option<String>,
+    /// `--data` as given.
+    pub data: String,
+    pub benchmarks: Vec<PlannedBenchmark>,
+    /// Samples per item.
+    pub k: u32,
+    pub seed: u64,
+    pub sampling: Sampling,
+    /// `--limit`: items per benchmark (None = all).
+    pub limit: Option<usize>,
+    pub system: String,
+    pub spotlight_version: String,
+}
+
+impl EvalPlan {
+    pub const FILE_NAME: &'static str = "run.json";
+
+    pub fn save(&self, run_dir: &Path) -> Result<(), EvalError> {
+        let path = run_dir.join(Self::FILE_NAME);
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| EvalError::Internal(e.to_string()))?;
+        crate::atomic_file::write_bytes_atomic(&path, text.as_bytes())
+            .map_err(|source| EvalError::Io { path, source })
+    }
+
+    pub fn load(run_dir: &Path) -> Result<Option<EvalPlan>, EvalError> {
+        let path = run_dir.join(Self::FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(EvalError::Io { path, source }),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| EvalError::Input {
+                path,
+                row: None,
+                field: "run.json".into(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Why `self` (the resumed run's plan) cannot continue `previous`, if it cannot.
+    pub fn resume_conflict(&self, previous: &EvalPlan) -> Option<String> {
+        let mut diffs = Vec::new();
+        if self.backend != previous.backend {
+            diffs.push(format!("backend {} vs {}", previous.backend, self.backend));
+        }
+        if self.model_config_sha256 != previous.model_config_sha256 {
+            diffs.push("the model's config.json changed".into());
+        }
+        if self.k != previous.k {
+            diffs.push(format!("k {} vs {}", previous.k, self.k));
+        }
+        if self.seed != previous.seed {
+            diffs.push(format!("seed {} vs {}", previous.seed, self.seed));
+        }
+        if self.sampling != previous.sampling {
+            diffs.push("sampling parameters".into());
+        }
+        if self.system != previous.system {
+            diffs.push("system message".into());
+        }
+        for b in &self.benchmarks {
+            if let Some(old) = previous.benchmarks.iter().find(|o| o.slug == b.slug) {
+                let hashes = |p: &PlannedBenchmark| {
+                    p.files.iter().map(|f| f.sha256.clone()).collect::<Vec<_>>()
+                };
+                if hashes(b) != hashes(old) {
+                    diffs.push(format!("{}'s files changed", b.name));
+                }
+                if b.rules != old.rules {
+                    diffs.push(format!(
+                        "{}'s rule set {} vs {}",
+                        b.name, old.rules, b.rules
+                    ));
+                }
+            }
+        }
+        (!diffs.is_empty()).then(|| diffs.join("; "))
+    }
+}
+
+/// SHA-256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<FileRecord, EvalError> {
+    let io = |source| EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok(FileRecord {
+        path: path.display().to_string(),
+        sha256: format!("{:x}", hasher.finalize()),
+        bytes,
+    })
+}
+
+/// The run folder's name, used as its label.
+pub fn run_name(run_dir: &Path) -> String {
+    run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| PathBuf::from(run_dir).display().to_string())
+}
