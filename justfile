@@ -29,6 +29,8 @@ test:
 # Regenerate the bundled benchmark files (deterministic: same seed, same bytes).
 synth:
     cargo run --release --quiet -- synth benchmarks --out benchmarks/data
+    cargo run --release --quiet -- synth perception --train 0 --test 64 --out benchmarks/data/synth-perception
+    rm -f benchmarks/data/synth-perception/train.parquet
 
 # Ingest throughput on a generated 200 MB file, Rust (criterion) and pyarrow side by side.
 bench-ingest:

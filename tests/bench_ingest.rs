@@ -583,3 +583,47 @@ fn generation_is_deterministic() {
         "benchmarks/data is stale: run `just synth`"
     );
 }
+
+#[test]
+fn synthetic_perception_benchmark_is_current_and_solutions_box_the_answer() {
+    let registry = registry();
+    let manifest = registry.get("synth").unwrap();
+    assert!(
+        !manifest.in_all,
+        "the synthetic benchmark is never in `all`"
+    );
+    assert!(registry.all().iter().all(|m| m.slug != "synth-perception"));
+    let table = spotlight::synth::perception::perception_table("test", 64, 0).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("test.parquet");
+    spotlight::synth::table::write_parquet(&path, &table.into_batch().unwrap(), 1024).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(manifest.bundled_path(&registry.root)).unwrap(),
+        "benchmarks/data/synth-perception is stale: run `just synth`"
+    );
+    let batch = read_batch(&path);
+    let answers = batch
+        .column_by_name("answer")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let solutions = batch
+        .column_by_name("solution")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    for i in 0..batch.num_rows() {
+        let solution = solutions.value(i);
+        assert!(
+            solution.starts_with("<think>") && solution.contains("</think>"),
+            "{solution}"
+        );
+        assert!(
+            solution.ends_with(&format!("\\boxed{{{}}}.", answers.value(i))),
+            "{solution}"
+        );
+    }
+}

@@ -29,6 +29,21 @@ pub enum SynthCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// The synthetic perception benchmark for the trainer: `train.parquet` and
+    /// `test.parquet` with reference solutions in the VPPO format.
+    Perception {
+        /// Output folder.
+        #[arg(long, default_value = "benchmarks/data/synth-perception")]
+        out: PathBuf,
+        /// Training items.
+        #[arg(long, default_value_t = 2000)]
+        train: usize,
+        /// Held-out test items.
+        #[arg(long, default_value_t = 64)]
+        test: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// A large MathVision-schema file with incompressible images, for ingest benchmarks.
     Large {
         /// Output file.
@@ -69,6 +84,17 @@ pub fn run(cmd: SynthCommand) -> anyhow::Result<Outcome> {
                     .with_context(|| format!("generating {}", manifest.name))?;
                 eprintln!("wrote {} ({} items)", path.display(), rows);
             }
+            Ok(Outcome::Ok)
+        }
+        SynthCommand::Perception {
+            out,
+            train,
+            test,
+            seed,
+        } => {
+            synth::perception::write_perception(&out, train, test, seed)
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote {} ({train} train, {test} test items)", out.display());
             Ok(Outcome::Ok)
         }
         SynthCommand::Large { output, mb, seed } => {

@@ -83,6 +83,9 @@ pub struct Problem {
     pub topic: &'static str,
     /// Numeric type of the answer ("int", "float", "text").
     pub answer_type: &'static str,
+    /// A worked solution's reasoning: a few words that read the figure, then routine
+    /// steps (the shape the paper observes in real chains of thought).
+    pub reasoning: String,
 }
 
 impl Problem {
@@ -199,6 +202,7 @@ fn counting(size: u32, rng: &mut impl Rng) -> Problem {
         correct,
         topic: "counting",
         answer_type: "int",
+        reasoning: format!("I count the {} in the figure one by one. There are {count} {}. So the number of {} is {count}.", target.plural(), target.plural(), target.plural()),
     }
 }
 
@@ -271,6 +275,7 @@ fn sum_of_numbers(size: u32, rng: &mut impl Rng) -> Problem {
         correct,
         topic: "arithmetic",
         answer_type: "int",
+        reasoning: format!("The figure shows the numbers {a} and {b}. Adding them gives {a} + {b} = {}.", a + b),
     }
 }
 
@@ -317,6 +322,7 @@ fn rectangle_area(size: u32, rng: &mut impl Rng) -> Problem {
         correct,
         topic: "geometry: area",
         answer_type: "int",
+        reasoning: format!("The marked side lengths are {w} and {h}. The area of a rectangle is width times height, so the area is {w} \\times {h} = {}.", w * h),
     }
 }
 
@@ -396,6 +402,7 @@ fn hypotenuse(size: u32, rng: &mut impl Rng) -> Problem {
         options,
         correct,
         topic: "geometry: length",
+        reasoning: format!("The legs are marked {a} and {b}. By the Pythagorean theorem the hypotenuse is \\sqrt{{{a}^2 + {b}^2}} = \\sqrt{{{}}} = {answer}.", a * a + b * b),
         answer_type: if answer.contains('\\') { "text" } else { "int" },
     }
 }
@@ -468,11 +475,12 @@ fn shaded_fraction(size: u32, rng: &mut impl Rng) -> Problem {
         image: img,
         question: "What fraction of the squares in the figure are shaded? Give the fraction in lowest terms.".into(),
         question_text_only: format!("A grid has {total} equal squares, {shaded} of which are shaded. What fraction of the squares are shaded? Give the fraction in lowest terms."),
-        answer,
+        answer: answer.clone(),
         options,
         correct,
         topic: "fractions",
         answer_type: "text",
+        reasoning: format!("The grid has {total} squares and {shaded} of them are shaded. The fraction is \\frac{{{shaded}}}{{{total}}}, which in lowest terms is {}.", answer),
     }
 }
 
@@ -504,11 +512,12 @@ fn largest_colour(size: u32, rng: &mut impl Rng) -> Problem {
             options.join(", "),
             answer
         ),
-        answer,
+        answer: answer.clone(),
         options,
         correct,
         topic: "colour",
         answer_type: "text",
+        reasoning: format!("I compare the sizes of the four circles. The largest circle is {answer}. So the colour of the largest circle is {answer}."),
     }
 }
 

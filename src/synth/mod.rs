@@ -5,6 +5,7 @@
 
 pub mod benchmarks;
 pub mod figures;
+pub mod perception;
 pub mod table;
 
 use std::path::{Path, PathBuf};
