@@ -8,16 +8,20 @@ data := "bundled"
 default:
     @just --list
 
-# The main job. Until the evaluation runner lands (issue 7) this ingests and validates all
+# Cargo profile of the binary the recipes run (CI's smoke run uses `dev`, whose
+# dependencies are optimised too, to avoid a second full build).
+profile := "release"
+spotlight := "cargo run --quiet --profile " + profile + " --"
+
+# The main job. Until an embedded model can sample (issue 5) this ingests and validates all
 # eight benchmarks and prints the per-benchmark table; it does NOT evaluate a model yet.
 eval-all data=data:
-    cargo build --release --quiet
-    @echo "NOTE: the evaluation runner is not built yet: this ingests and validates the eight benchmarks, it does not evaluate a model."
-    ./target/release/spotlight bench list --data {{data}}
-    ./target/release/spotlight bench validate --all --data {{data}}
+    @echo "NOTE: no model is evaluated yet (the embedded sampling backend is not built): this ingests and validates the eight benchmarks."
+    {{spotlight}} bench list --data {{data}}
+    {{spotlight}} bench validate --all --data {{data}}
     @if [ "{{data}}" = "bundled" ] && [ -d ../shared/benchmarks-sample ]; then \
         echo; echo "Real sample files found in ../shared/benchmarks-sample:"; \
-        ./target/release/spotlight bench validate --all --data ../shared/benchmarks-sample; \
+        {{spotlight}} bench validate --all --data ../shared/benchmarks-sample; \
     fi
 
 # Format check, clippy with warnings denied, all tests.
@@ -28,11 +32,11 @@ test:
 
 # Regenerate the bundled benchmark files (deterministic: same seed, same bytes).
 synth:
-    cargo run --release --quiet -- synth benchmarks --out benchmarks/data
-    cargo run --release --quiet -- synth perception --train 0 --test 64 --out benchmarks/data/synth-perception
+    {{spotlight}} synth benchmarks --out benchmarks/data
+    {{spotlight}} synth perception --train 0 --test 64 --out benchmarks/data/synth-perception
     rm -f benchmarks/data/synth-perception/train.parquet
 
 # Ingest throughput on a generated 200 MB file, Rust (criterion) and pyarrow side by side.
 bench-ingest:
     cargo bench --bench ingest
-    python3 tools/ingest_pyarrow.py target/bench-data/large.parquet
+    python3 tools/ingest_pyarrow.py "${CARGO_TARGET_DIR:-target}/bench-data/large.parquet"
