@@ -62,6 +62,17 @@ pub struct Loaded {
     pub bytes_read: u64,
 }
 
+impl Loaded {
+    /// Adds `item` if the manifest's filter keeps it, else counts it as filtered out.
+    fn keep_if(&mut self, filter: &CompiledFilter, item: Item) {
+        if filter.keeps(&item) {
+            self.items.push(item);
+        } else {
+            self.filtered_out += 1;
+        }
+    }
+}
+
 /// Reads every file of a benchmark. File-level problems (unreadable or corrupt file, a
 /// missing column, a column of the wrong type) are errors naming the file and field;
 /// row-level problems are collected in [`Loaded::bad_rows`].
@@ -340,11 +351,7 @@ impl<'m> ColumnPlan<'m> {
                 fields: item_fields,
                 prebaked_prompt: false,
             };
-            if filter.keeps(&item) {
-                loaded.items.push(item);
-            } else {
-                loaded.filtered_out += 1;
-            }
+            loaded.keep_if(filter, item);
         }
         Ok(())
     }
@@ -802,11 +809,7 @@ fn read_sharegpt(
             fields: BTreeMap::new(),
             prebaked_prompt: true,
         };
-        if filter.keeps(&item) {
-            loaded.items.push(item);
-        } else {
-            loaded.filtered_out += 1;
-        }
+        loaded.keep_if(filter, item);
     }
     Ok(())
 }

@@ -81,6 +81,15 @@ pub fn benchmark_table(slug: &str, config: &SynthConfig) -> Result<Table, SynthE
     })
 }
 
+/// Options with their letters in one benchmark's style, e.g. `"({letter}) {text}"`.
+pub fn lettered(options: &[String], style: impl Fn(char, &str) -> String) -> Vec<String> {
+    options
+        .iter()
+        .enumerate()
+        .map(|(k, o)| style(option_letter(k), o))
+        .collect()
+}
+
 fn s(v: impl Into<String>) -> Option<String> {
     Some(v.into())
 }
@@ -124,12 +133,8 @@ fn mathverse(problems: &[Problem], images: &[Vec<u8>]) -> Table {
             p.question.clone()
         };
         let text = if multi_choice {
-            let choices: Vec<String> = p
-                .options
-                .iter()
-                .enumerate()
-                .map(|(k, o)| format!("{}:{}", option_letter(k), o))
-                .collect();
+            let choices: Vec<String> =
+                lettered(&p.options, |letter, text| format!("{letter}:{text}"));
             format!("{base}\nChoices:\n{}", choices.join("\n"))
         } else {
             base
@@ -213,12 +218,8 @@ fn dynamath(problems: &[Problem], images: &[Vec<u8>]) -> Table {
         let path = format!("image/image{id}.png");
         let multi_choice = i % 3 == 2;
         let (question, truth, answer_type) = if multi_choice {
-            let choices: Vec<String> = p
-                .options
-                .iter()
-                .enumerate()
-                .map(|(k, o)| format!("({}) {}", option_letter(k), o))
-                .collect();
+            let choices: Vec<String> =
+                lettered(&p.options, |letter, text| format!("({letter}) {text}"));
             (
                 format!("{}\nChoices: {}", p.question, choices.join(" ")),
                 p.correct_letter(),
@@ -267,12 +268,8 @@ fn mmk12(problems: &[Problem], images: &[Vec<u8>]) -> Table {
     for (i, p) in problems.iter().enumerate() {
         let multi_choice = i % 2 == 1;
         let (question, answer) = if multi_choice {
-            let choices: Vec<String> = p
-                .options
-                .iter()
-                .enumerate()
-                .map(|(k, o)| format!("{}. {}", option_letter(k), o))
-                .collect();
+            let choices: Vec<String> =
+                lettered(&p.options, |letter, text| format!("{letter}. {text}"));
             (
                 format!("{}\n{}", p.question, choices.join("\n")),
                 p.correct_letter(),
@@ -344,12 +341,8 @@ fn mathvision(problems: &[Problem], images: &[Vec<u8>]) -> Table {
         };
         let question = if i % 3 == 2 {
             // Options only in the image: state them in the text too so the item stays answerable.
-            let listed: Vec<String> = p
-                .options
-                .iter()
-                .enumerate()
-                .map(|(k, o)| format!("({}) {}", option_letter(k), o))
-                .collect();
+            let listed: Vec<String> =
+                lettered(&p.options, |letter, text| format!("({letter}) {text}"));
             format!("{}\n<image1>\n{}", p.question, listed.join(" "))
         } else {
             format!("{}\n<image1>", p.question)
@@ -397,12 +390,8 @@ fn wemath(problems: &[Problem], images: &[Vec<u8>]) -> Table {
     );
     for (i, p) in problems.iter().enumerate() {
         let steps = if i % 3 == 0 { "3steps" } else { "2steps" };
-        let mut parts: Vec<String> = p
-            .options
-            .iter()
-            .enumerate()
-            .map(|(k, o)| format!("{}. {}", option_letter(k), o))
-            .collect();
+        let mut parts: Vec<String> =
+            lettered(&p.options, |letter, text| format!("{letter}. {text}"));
         parts.push("E. No correct answer".into());
         t.0.push(s(format!("{steps}_{}", i + 1)));
         t.1.push(s("testmini"));
@@ -489,12 +478,8 @@ fn logicvista(problems: &[Problem], images: &[Vec<u8>], rng: &mut ChaCha20Rng) -
                     .join(", "),
             )
         } else {
-            let listed: Vec<String> = p
-                .options
-                .iter()
-                .enumerate()
-                .map(|(k, o)| format!("({}) {}", option_letter(k), o))
-                .collect();
+            let listed: Vec<String> =
+                lettered(&p.options, |letter, text| format!("({letter}) {text}"));
             (
                 format!(
                     " {} Select from A, B, C, and D. {}",

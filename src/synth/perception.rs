@@ -14,10 +14,10 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+use super::benchmarks::lettered;
 use super::figures::{png_bytes, problem, KINDS};
 use super::table::{write_parquet, ImageCell, Table};
 use super::SynthError;
-use crate::bench::options::option_letter;
 
 /// Image sides used, in pixels.
 pub const IMAGE_SIDES: [u32; 3] = [56, 84, 112];
@@ -37,12 +37,7 @@ pub fn perception_table(split: &str, rows: usize, seed: u64) -> Result<Table, Sy
         let p = problem(kind, side, &mut rng);
         let multiple_choice = rng.random_bool(1.0 / 3.0);
         let (question, answer) = if multiple_choice {
-            let lines: Vec<String> = p
-                .options
-                .iter()
-                .enumerate()
-                .map(|(k, o)| format!("{}. {o}", option_letter(k)))
-                .collect();
+            let lines = lettered(&p.options, |letter, text| format!("{letter}. {text}"));
             (
                 format!(
                     "{}\nChoices:\n{}\nAnswer with the option's letter.",
