@@ -98,3 +98,40 @@ fn raw_mathruler_agrees_with_mathruler_correct_on_the_corpus() {
     );
     assert!(rate >= 0.995, "agreement {agree}/{total} below 99.5%");
 }
+
+/// Cases written for Spotlight by `tools/mathruler/gen_heldout.py` (templates over
+/// integers, fractions, roots, pi, intervals, tuples, degrees, units, percents, text,
+/// polynomials, sets, mixed numbers, matrices in six response wrappers), labelled by
+/// the real mathruler 0.1.0 + PAPO strip. Not derived from the shared corpus.
+#[test]
+fn mathruler_rules_agree_with_papo_eval_on_spotlight_heldout_cases() {
+    let text = include_str!("fixtures/verify_heldout.jsonl");
+    let rules = RuleSet::builtin("mathruler").expect("builtin mathruler");
+    let (mut agree, mut total) = (0, 0);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("fixture line is JSON");
+        let expected = v["papo_eval_correct"].as_bool().expect("verdict");
+        let g = rules.grade(
+            v["response"].as_str().unwrap_or_default(),
+            v["ground_truth"].as_str().unwrap_or_default(),
+            None,
+        );
+        total += 1;
+        if g.correct == expected {
+            agree += 1;
+        } else {
+            eprintln!(
+                "DISAGREE(heldout) {} expected={} got={} gt={:?} resp={:?} reason={}",
+                v["id"], expected, g.correct, v["ground_truth"], v["response"], g.reason
+            );
+        }
+    }
+    eprintln!(
+        "held-out agreement: {agree}/{total} = {:.2}%",
+        agree as f64 * 100.0 / total as f64
+    );
+    assert!(
+        agree as f64 / total as f64 >= 0.995,
+        "agreement {agree}/{total} below 99.5%"
+    );
+}

@@ -486,6 +486,8 @@ fn factorial(v: &Val) -> R<Val> {
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Int(i128),
+    /// An exact rational from a long decimal literal.
+    Rat(i128, i128),
     Float(f64),
     Sym(String),
     Pi,
@@ -602,13 +604,53 @@ fn lex_number(s: &[char], mut i: usize, out: &mut Vec<Tok>) -> R<usize> {
         return Err(Undecided::TooBig);
     }
     if is_float {
-        let v: f64 = text.parse().map_err(|_| Undecided::Syntax)?;
-        out.push(Tok::Float(finite(v)?.f()));
+        // sympy gives a decimal literal max(15, significant digits) digits of precision:
+        // 15 behaves as a binary double, more makes it (for our purposes) exact, so
+        // `6.083333333333333` is not 73/12 while `0.6` is 3/5.
+        let mantissa = text.split(['e', 'E']).next().unwrap_or("");
+        let significant = mantissa
+            .trim_start_matches(['0', '.'])
+            .chars()
+            .filter(char::is_ascii_digit)
+            .count();
+        if significant > 15 {
+            out.push(exact_decimal(&text)?);
+        } else {
+            let v: f64 = text.parse().map_err(|_| Undecided::Syntax)?;
+            out.push(Tok::Float(finite(v)?.f()));
+        }
     } else {
         let v: i128 = text.parse().map_err(|_| Undecided::TooBig)?;
         out.push(Tok::Int(v));
     }
     Ok(i)
+}
+
+/// The exact value of a decimal literal `d.ddd[e±n]` as a rational.
+fn exact_decimal(text: &str) -> R<Tok> {
+    let mut parts = text.splitn(2, ['e', 'E']);
+    let mantissa = parts.next().unwrap_or("");
+    let exp: i32 = match parts.next() {
+        Some(e) => e.parse().map_err(|_| Undecided::TooBig)?,
+        None => 0,
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int_part}{frac_part}");
+    let n: i128 = digits.parse().map_err(|_| Undecided::TooBig)?;
+    let scale = exp - frac_part.len() as i32;
+    if scale.abs() > 36 {
+        return Err(Undecided::TooBig);
+    }
+    let p = 10i128.pow(scale.unsigned_abs());
+    let c = if scale >= 0 {
+        Coef::q(n.checked_mul(p).ok_or(Undecided::TooBig)?, 1)?
+    } else {
+        Coef::q(n, p)?
+    };
+    match c {
+        Coef::Q(n, d) => Ok(Tok::Rat(n, d)),
+        Coef::F(_) => Err(Undecided::TooBig),
+    }
 }
 
 /// Names as sympy's `auto_symbol` + `split_symbols` see them: known names stay whole,
@@ -650,7 +692,15 @@ fn insert_implicit_multiplication(toks: Vec<Tok>) -> Vec<Tok> {
         );
         let ends_operand = matches!(
             out.last(),
-            Some(Tok::Int(_) | Tok::Float(_) | Tok::Sym(_) | Tok::Pi | Tok::RParen | Tok::Bang)
+            Some(
+                Tok::Int(_)
+                    | Tok::Rat(..)
+                    | Tok::Float(_)
+                    | Tok::Sym(_)
+                    | Tok::Pi
+                    | Tok::RParen
+                    | Tok::Bang
+            )
         );
         if starts_operand && ends_operand {
             out.push(Tok::Star);
@@ -774,6 +824,7 @@ impl Parser<'_> {
         self.i += 1;
         match t {
             Tok::Int(n) => Ok(Val::constant(Coef::int(n))),
+            Tok::Rat(n, d) => Ok(Val::constant(Coef::q(n, d)?)),
             Tok::Float(x) => Ok(Val::constant(Coef::F(x))),
             Tok::Sym(s) => Ok(Val::monomial(Mono {
                 pi_exp: 0,
@@ -835,6 +886,9 @@ mod tests {
         assert_eq!(eq("x/2", "0.5x"), Ok(true));
         assert_eq!(eq("2sqrt(3)", "3.4641016151377544"), Ok(false));
         assert_eq!(eq("2**0.5", "sqrt(2)"), Ok(false));
+        assert_eq!(eq("73/12", "6.083333333333333"), Ok(false));
+        assert_eq!(eq("1/3", "0.3333333333333333"), Ok(false));
+        assert_eq!(eq("x/2", "0.5000000000000000x"), Ok(true));
     }
 
     #[test]
