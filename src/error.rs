@@ -12,4 +12,7 @@ pub enum Error {
     /// Generating the bundled data.
     #[error(transparent)]
     Synth(#[from] crate::synth::SynthError),
+    /// Rule sets and grading.
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
 }

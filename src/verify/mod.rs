@@ -4,6 +4,7 @@
 //! `\boxed{}` and `grade_answer`) without Python, without evaluating text as code, and
 //! with bounded time and memory on any input.
 
+pub mod adversarial;
 pub mod choice;
 pub mod latex2text;
 pub mod mathruler;
