@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::latex2text::latex_to_text;
+use super::pyfloat::{decimal_digit, is_py_space};
 use super::pyfloat::{
     is_int, py_float, py_int_canonical, py_strip, round_to_int_string, trunc_to_int_string,
 };
@@ -36,8 +37,6 @@ fn re(p: &str) -> Regex {
     Regex::new(p).unwrap_or_else(|e| panic!("bad built-in regex {p}: {e}"))
 }
 
-static PAPO_SPACE: LazyLock<Regex> = LazyLock::new(|| re(r"\s*([<>/])\s*"));
-static COMMA_THOUSANDS: LazyLock<Regex> = LazyLock::new(|| re(r"(\d),(\d\d\d)($|\D)"));
 static UNIT_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     [
         "degree",
@@ -61,6 +60,7 @@ static UNIT_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     .map(|u| re(&format!(r"{u}(es)?(s)? *(\^[0-9]+)?")))
     .collect()
 });
+static PAPO_CHARS: LazyLock<Regex> = LazyLock::new(|| re(r"[<>/]"));
 static CIRC: LazyLock<Regex> = LazyLock::new(|| re(r"\^ *\\circ"));
 static THIN_SPACE_COMMA: LazyLock<Regex> = LazyLock::new(|| re(r",\\! *"));
 static MINUS_SPACE: LazyLock<Regex> = LazyLock::new(|| re(r"- *"));
@@ -69,9 +69,41 @@ static IS_FRAC: LazyLock<Regex> = LazyLock::new(|| re(r"^-?[0-9]+.?/0*[1-9][0-9]
 static BAD_POWER: LazyLock<Regex> = LazyLock::new(|| re(r"\^[0-9]+\^|\^[0-9][0-9]+"));
 
 /// PAPO-Eval's preprocessing of the whole response: `re.sub(r"\s*(<|>|/)\s*", r"\1", ..)`.
-/// (Linear here; Python's backtracking makes it quadratic on long space runs.)
 pub fn strip_space_around_relations(response: &str) -> String {
-    PAPO_SPACE.replace_all(response, "$1").into_owned()
+    strip_space_around(response, &['<', '>', '/'])
+}
+
+/// Removes (Python `\s`) whitespace on both sides of each of `chars`, in one linear scan
+/// (the Python regex is quadratic on long space runs; leftmost-first matching gives the
+/// same result as this scan).
+pub fn strip_space_around(text: &str, chars: &[char]) -> String {
+    if chars == ['<', '>', '/'] {
+        // The hot path (every response in training): a byte-set search the regex crate
+        // vectorises (memchr3), whitespace trimmed around each hit.
+        return strip_around_matches(text, PAPO_CHARS.find_iter(text).map(|m| m.start()));
+    }
+    let positions = text
+        .char_indices()
+        .filter(|(_, c)| chars.contains(c))
+        .map(|(i, _)| i);
+    strip_around_matches(text, positions)
+}
+
+fn strip_around_matches(text: &str, positions: impl Iterator<Item = usize>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0; // bytes of `text` already handled
+    for pos in positions {
+        if pos < done {
+            continue; // inside whitespace already skipped (cannot hold a set char) or passed
+        }
+        out.push_str(text[done..pos].trim_end_matches(is_py_space));
+        let c = text[pos..].chars().next().unwrap_or(' ');
+        out.push(c);
+        let after = &text[pos + c.len_utf8()..];
+        done = text.len() - after.trim_start_matches(is_py_space).len();
+    }
+    out.push_str(&text[done..]);
+    out
 }
 
 /// `extract_boxed_content`: the content of the LAST `\boxed{`, up to its balancing `}`,
@@ -96,6 +128,23 @@ pub fn extract_last_macro<'a>(text: &'a str, opening: &str) -> Option<&'a str> {
         }
     }
     None
+}
+
+/// `str.replace` that skips the full search when the pattern's first byte is absent
+/// (a vectorised memchr): most of mathruler's ~40 replacements never apply, and this
+/// keeps megabyte answers cheap.
+trait ReplaceIfPresent {
+    fn rp(&self, from: &str, to: &str) -> String;
+}
+
+impl<T: AsRef<str>> ReplaceIfPresent for T {
+    fn rp(&self, from: &str, to: &str) -> String {
+        let s = self.as_ref();
+        match from.as_bytes().first() {
+            Some(b) if !s.as_bytes().contains(b) => s.to_string(),
+            _ => s.replace(from, to),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- mathd (_strip_string)
@@ -128,22 +177,19 @@ pub fn mathd_normalize(answer: &str, tr: &mut Tracer) -> String {
 
 /// `_strip_string`; `None` where the Python raises (caught by `normalize_answer`).
 pub fn strip_string(input: &str, tr: &mut Tracer) -> Option<String> {
-    let mut s = input
-        .replace('\n', "")
-        .replace("\\!", "")
-        .replace("\\\\", "\\");
-    s = s.replace("tfrac", "frac").replace("dfrac", "frac");
+    let mut s = input.rp("\n", "").rp("\\!", "").rp("\\\\", "\\");
+    s = s.rp("tfrac", "frac").rp("dfrac", "frac");
     tr.step("mathd: linebreaks, \\!, \\\\, tfrac/dfrac", &s);
-    s = s.replace("\\left", "").replace("\\right", "");
+    s = s.rp("\\left", "").rp("\\right", "");
     tr.step("mathd: \\left/\\right", &s);
-    s = s.replace("^{\\circ}", "").replace("^\\circ", "");
+    s = s.rp("^{\\circ}", "").rp("^\\circ", "");
     tr.step("mathd: degrees", &s);
-    s = s.replace("\\$", "");
+    s = s.rp("\\$", "");
     s = remove_right_units(s)?;
     tr.step("mathd: \\$ and units after \"\\text{ \"", &s);
-    s = s.replace("\\%", "").replace('%', "");
+    s = s.rp("\\%", "").rp("%", "");
     tr.step("mathd: percent", &s);
-    s = s.replace(" .", " 0.").replace("{.", "{0.");
+    s = s.rp(" .", " 0.").rp("{.", "{0.");
     if s.is_empty() {
         return Some(s);
     }
@@ -156,7 +202,7 @@ pub fn strip_string(input: &str, tr: &mut Tracer) -> Option<String> {
     }
     tr.step("mathd: leading zero, short \"k =\" prefix", &s);
     s = fix_sqrt(&s)?;
-    s = s.replace(' ', "");
+    s = s.rp(" ", "");
     tr.step("mathd: sqrt3 -> sqrt{3}, spaces", &s);
     s = fix_fracs(&s)?;
     if s == "0.5" {
@@ -241,18 +287,86 @@ pub fn fix_a_slash_b(s: &str) -> String {
 // ---------------------------------------------------------------- mathruler _normalize
 
 /// `_strip_properly_formatted_commas`: repeatedly removes `,` in `d,ddd` followed by a
-/// non-digit or the end, exactly as the Python `re.sub` loop does (pass by pass).
+/// non-digit or the end, exactly as the Python `re.sub(r"(\d)(,)(\d\d\d)($|\D)")` loop
+/// does, pass by pass (a hand-written scan: same leftmost matches, no regex engine).
 pub fn strip_thousands_commas(expr: &str) -> String {
-    let mut cur = expr.to_string();
-    // Each pass removes at least one comma; the cap only matters for adversarial input.
-    for _ in 0..1000 {
-        let next = COMMA_THOUSANDS.replace_all(&cur, "$1$2$3").into_owned();
-        if next == cur {
-            break;
+    if !expr.contains(',') {
+        return expr.to_string();
+    }
+    if expr.is_ascii() {
+        return strip_thousands_commas_ascii(expr);
+    }
+    let digit = |c: char| c.is_ascii_digit() || (!c.is_ascii() && decimal_digit(c).is_some());
+    let mut cur: Vec<char> = expr.chars().collect();
+    // Each pass removes at least one comma and candidates are only ever lost, so real
+    // inputs settle in two or three passes; the cap bounds adversarial ones.
+    for _ in 0..64 {
+        let mut next = Vec::with_capacity(cur.len());
+        let mut i = 0;
+        let n = cur.len();
+        let mut changed = false;
+        while i < n {
+            let m = i + 4 < n
+                && digit(cur[i])
+                && cur[i + 1] == ','
+                && digit(cur[i + 2])
+                && digit(cur[i + 3])
+                && digit(cur[i + 4])
+                && (i + 5 == n || !digit(cur[i + 5]));
+            if m {
+                next.push(cur[i]);
+                next.extend_from_slice(&cur[i + 2..i + 5]);
+                if i + 5 < n {
+                    next.push(cur[i + 5]);
+                }
+                i += 6;
+                changed = true;
+            } else {
+                next.push(cur[i]);
+                i += 1;
+            }
         }
         cur = next;
+        if !changed {
+            break;
+        }
     }
-    cur
+    cur.into_iter().collect()
+}
+
+/// The same passes over ASCII text, visiting only the commas.
+fn strip_thousands_commas_ascii(expr: &str) -> String {
+    let mut cur = expr.as_bytes().to_vec();
+    for _ in 0..64 {
+        let n = cur.len();
+        let mut next = Vec::with_capacity(n);
+        let mut copied = 0; // bytes of `cur` already copied
+        let mut consumed = 0; // end of the last match (matches cannot overlap)
+        let mut changed = false;
+        let mut from = 0;
+        while let Some(off) = cur[from..].iter().position(|&b| b == b',') {
+            let c = from + off;
+            from = c + 1;
+            let m = c >= 1
+                && c - 1 >= consumed
+                && cur[c - 1].is_ascii_digit()
+                && c + 3 < n
+                && cur[c + 1..c + 4].iter().all(u8::is_ascii_digit)
+                && (c + 4 == n || !cur[c + 4].is_ascii_digit());
+            if m {
+                next.extend_from_slice(&cur[copied..c]);
+                copied = c + 1;
+                consumed = (c + 5).min(n);
+                changed = true;
+            }
+        }
+        next.extend_from_slice(&cur[copied..]);
+        cur = next;
+        if !changed {
+            break;
+        }
+    }
+    String::from_utf8(cur).unwrap_or_default()
 }
 
 /// `_is_float(s)`.
@@ -267,22 +381,22 @@ pub fn str_is_int(s: &str) -> bool {
 
 /// `str(_str_to_int(s))`: every comma removed, `int(float(..))` truncates.
 fn str_to_int_string(s: &str) -> Option<String> {
-    let x = py_float(&s.replace(',', ""))?;
+    let x = py_float(&s.rp(",", ""))?;
     x.is_finite().then(|| trunc_to_int_string(x))
 }
 
 /// `_parse_latex`: frac spellings, pylatexenc, then Unicode symbols to sympy names.
 pub fn parse_latex(expr: &str) -> Option<String> {
     let e = expr
-        .replace("\\tfrac", "\\frac")
-        .replace("\\dfrac", "\\frac")
-        .replace("\\frac", " \\frac");
+        .rp("\\tfrac", "\\frac")
+        .rp("\\dfrac", "\\frac")
+        .rp("\\frac", " \\frac");
     let t = latex_to_text(&e).ok()?;
     let t = t
-        .replace('√', "sqrt")
-        .replace('π', "pi")
-        .replace('∞', "inf")
-        .replace('∪', "U")
+        .rp("√", "sqrt")
+        .rp("π", "pi")
+        .rp("∞", "inf")
+        .rp("∪", "U")
         .replace(['·', '×'], "*");
     Some(py_strip(&t).to_string())
 }
@@ -290,16 +404,13 @@ pub fn parse_latex(expr: &str) -> Option<String> {
 /// mathruler's `_normalize`.
 pub fn mathruler_normalize(input: &str, tr: &mut Tracer) -> String {
     let mut e = unwrap_text(input).unwrap_or(input).to_string();
-    e = e
-        .replace("\\%", "%")
-        .replace("\\$", "$")
-        .replace(['$', '%'], "");
-    e = e.replace(" or ", " , ").replace(" and ", " , ");
+    e = e.rp("\\%", "%").rp("\\$", "$").replace(['$', '%'], "");
+    e = e.rp(" or ", " , ").rp(" and ", " , ");
     tr.step("normalize: \\text{}, $, %, or/and", &e);
     e = e
-        .replace("million", "*10^6")
-        .replace("billion", "*10^9")
-        .replace("trillion", "*10^12");
+        .rp("million", "*10^6")
+        .rp("billion", "*10^9")
+        .rp("trillion", "*10^12");
     for r in UNIT_RES.iter() {
         if r.is_match(&e) {
             e = r.replace_all(&e, "").into_owned();
@@ -325,7 +436,7 @@ pub fn mathruler_normalize(input: &str, tr: &mut Tracer) -> String {
     }
     e = MINUS_SPACE.replace_all(&e, "-").into_owned();
     e = MIXED_NUMBER.replace_all(&e, "$1+$2").into_owned();
-    e = e.replace(' ', "").replace(['{', '}'], "").to_lowercase();
+    e = e.rp(" ", "").replace(['{', '}'], "").to_lowercase();
     tr.step("normalize: mixed numbers, spaces, braces, lowercase", &e);
     if str_is_int(&e) {
         if let Some(i) = str_to_int_string(&e) {
@@ -559,6 +670,14 @@ mod tests {
         assert_eq!(strip_thousands_commas("1,000,000"), "1000000");
         assert_eq!(strip_thousands_commas("1,22"), "1,22");
         assert_eq!(strip_thousands_commas("(1,234,5)"), "(1234,5)");
+        // Python's leftmost passes leave a comma the first pass made non-removable.
+        assert_eq!(strip_thousands_commas("1,000,000,000"), "1000,000000");
+        assert_eq!(
+            strip_thousands_commas("12,345,678,901,234"),
+            "12345,678901234"
+        );
+        assert_eq!(strip_thousands_commas("1,000,0000,000"), "1000,0000000");
+        assert_eq!(strip_thousands_commas("١,٠٠٠"), "١٠٠٠");
     }
 
     #[test]

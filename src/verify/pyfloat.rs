@@ -16,6 +16,9 @@ const DIGIT_ZEROS: &[u32] = &[
 
 /// The value of a Unicode decimal digit, if `c` is one.
 pub fn decimal_digit(c: char) -> Option<u8> {
+    if c.is_ascii() {
+        return c.is_ascii_digit().then(|| c as u8 - b'0');
+    }
     let cp = c as u32;
     DIGIT_ZEROS
         .iter()
@@ -36,6 +39,12 @@ pub fn py_strip(s: &str) -> &str {
 /// Python's `float(s)`: `None` where Python raises `ValueError`.
 pub fn py_float(s: &str) -> Option<f64> {
     let t = py_strip(s);
+    // Cheap rejection: an ASCII character no float spelling uses ends it at once.
+    if t.bytes()
+        .any(|b| b.is_ascii() && !b"0123456789+-._eEiInNfFaAtTyY".contains(&b))
+    {
+        return None;
+    }
     if t.is_empty() || t.len() > 100_000 {
         // Python accepts longer numerals, but they only ever produce inf/0; the cap keeps
         // the work bounded. Long strings here are never integers anyway (see callers).

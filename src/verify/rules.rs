@@ -161,7 +161,7 @@ pub enum Compare {
 #[derive(Debug)]
 enum Scorer {
     Answer {
-        preprocess: Vec<(Preprocess, Option<Regex>)>,
+        preprocess: Vec<Preprocess>,
         extract: Vec<Extract>,
         missing_answer: MissingAnswer,
         normalize: Vec<Normalize>,
@@ -258,25 +258,6 @@ impl RuleSet {
                             c.name
                         )));
                     }
-                    let preprocess = preprocess
-                        .into_iter()
-                        .map(|p| {
-                            let re = match &p {
-                                Preprocess::StripSpaceAround { chars } => {
-                                    let class: String = chars
-                                        .chars()
-                                        .map(|ch| regex::escape(&ch.to_string()))
-                                        .collect();
-                                    Some(
-                                        Regex::new(&format!(r"\s*([{class}])\s*"))
-                                            .map_err(|e| invalid(e.to_string()))?,
-                                    )
-                                }
-                                Preprocess::StripThink => None,
-                            };
-                            Ok((p, re))
-                        })
-                        .collect::<Result<Vec<_>, VerifyError>>()?;
                     if c.verdict || verdict_index.is_none() {
                         verdict_index = Some(i);
                     }
@@ -408,18 +389,18 @@ impl Component {
                 compare,
             } => {
                 let mut text = std::borrow::Cow::Borrowed(response);
-                for (p, re) in preprocess {
-                    text = match (p, re) {
-                        (Preprocess::StripSpaceAround { .. }, Some(re)) => {
-                            re.replace_all(&text, "$1").into_owned().into()
+                for p in preprocess {
+                    text = match p {
+                        Preprocess::StripSpaceAround { chars } => {
+                            let set: Vec<char> = chars.chars().collect();
+                            mathruler::strip_space_around(&text, &set).into()
                         }
-                        (Preprocess::StripThink, _) => match text.find("</think>") {
+                        Preprocess::StripThink => match text.find("</think>") {
                             Some(i) if text.trim_start().starts_with("<think>") => {
                                 text[i + "</think>".len()..].to_string().into()
                             }
                             _ => text,
                         },
-                        _ => text,
                     };
                 }
                 let found = extract.iter().find_map(|e| extract_one(e, &text));

@@ -19,7 +19,7 @@ const MAX_DEPTH: usize = 600;
 /// Most terms a polynomial may hold.
 const MAX_TERMS: usize = 256;
 /// Work units (term multiplications) one comparison may spend.
-const WORK_BUDGET: usize = 200_000;
+const WORK_BUDGET: usize = 50_000;
 /// Largest integer exponent applied to a non-trivial base.
 const MAX_EXPONENT: i128 = 256;
 /// Largest integer whose square-free part is computed (trial division up to its root).
@@ -296,7 +296,7 @@ impl Poly {
     }
     fn mul(&self, o: &Poly, work: &mut usize) -> R<Poly> {
         *work += self.terms.len() * o.terms.len() + 1;
-        if *work > WORK_BUDGET || self.terms.len() * o.terms.len() > MAX_TERMS * MAX_TERMS {
+        if *work > WORK_BUDGET || self.terms.len() * o.terms.len() > 64 * MAX_TERMS {
             return Err(Undecided::TooBig);
         }
         let mut terms = Vec::with_capacity(self.terms.len() * o.terms.len());
