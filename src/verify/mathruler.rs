@@ -348,7 +348,7 @@ fn strip_thousands_commas_ascii(expr: &str) -> String {
             let c = from + off;
             from = c + 1;
             let m = c >= 1
-                && c - 1 >= consumed
+                && c > consumed
                 && cur[c - 1].is_ascii_digit()
                 && c + 3 < n
                 && cur[c + 1..c + 4].iter().all(u8::is_ascii_digit)
