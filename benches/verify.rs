@@ -15,7 +15,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use spotlight::verify::{adversarial, RuleSet};
 
 /// (name, all rows, rows bench_mathruler.py also times: no "timeout" verdict, no `**`).
-fn corpus() -> (String, Vec<(String, String)>, Vec<(String, String)>) {
+type Pairs = Vec<(String, String)>;
+
+fn corpus() -> (String, Pairs, Pairs) {
     let shared =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/verifier-corpus/cases.jsonl");
     let (name, text) = match std::fs::read_to_string(&shared) {
@@ -97,7 +99,7 @@ fn adversarial_worst_case(c: &mut Criterion) {
         }
         worst.push((max, case.name));
     }
-    worst.sort_by(|a, b| b.0.cmp(&a.0));
+    worst.sort_by_key(|w| std::cmp::Reverse(w.0));
     println!(
         "adversarial: {} inputs, worst time per input (max of 5 runs):",
         cases.len()
