@@ -54,9 +54,15 @@ fn corpus_throughput(c: &mut Criterion) {
     let rules = RuleSet::builtin("mathruler").unwrap();
     let (name, rows, comparable) = corpus();
     // Plain timing lines that are easy to quote (single thread, 20 passes).
+    let small: Pairs = comparable
+        .iter()
+        .filter(|(r, g)| r.len() + g.len() < 10_000)
+        .cloned()
+        .collect();
     for (label, set) in [
         ("all cases", &rows),
         ("cases bench_mathruler.py times", &comparable),
+        ("those under 10 kB", &small),
     ] {
         let start = Instant::now();
         let passes = 20;

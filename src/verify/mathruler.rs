@@ -130,19 +130,36 @@ pub fn extract_last_macro<'a>(text: &'a str, opening: &str) -> Option<&'a str> {
     None
 }
 
-/// `str.replace` that skips the full search when the pattern's first byte is absent
-/// (a vectorised memchr): most of mathruler's ~40 replacements never apply, and this
-/// keeps megabyte answers cheap.
-trait ReplaceIfPresent {
-    fn rp(&self, from: &str, to: &str) -> String;
+/// Which bytes a string may contain: mathruler applies ~40 replacements and most never
+/// apply, so each is skipped unless all of its pattern's bytes occur (one scan up front
+/// instead of one search per replacement keeps megabyte answers cheap). Replacement text
+/// is added to the set, so it stays a superset of the real contents.
+struct Present([bool; 256]);
+
+impl Present {
+    fn of(s: &str) -> Present {
+        let mut p = [false; 256];
+        for &b in s.as_bytes() {
+            p[b as usize] = true;
+        }
+        Present(p)
+    }
 }
 
-impl<T: AsRef<str>> ReplaceIfPresent for T {
-    fn rp(&self, from: &str, to: &str) -> String {
-        let s = self.as_ref();
-        match from.as_bytes().first() {
-            Some(b) if !s.as_bytes().contains(b) => s.to_string(),
-            _ => s.replace(from, to),
+trait ReplaceIfPresent {
+    fn rp(self, p: &mut Present, from: &str, to: &str) -> String;
+}
+
+impl ReplaceIfPresent for String {
+    /// Consumes the string so that a skipped replacement costs no copy.
+    fn rp(self, p: &mut Present, from: &str, to: &str) -> String {
+        if from.bytes().all(|b| p.0[b as usize]) && self.contains(from) {
+            for b in to.bytes() {
+                p.0[b as usize] = true;
+            }
+            self.replace(from, to)
+        } else {
+            self
         }
     }
 }
@@ -177,19 +194,24 @@ pub fn mathd_normalize(answer: &str, tr: &mut Tracer) -> String {
 
 /// `_strip_string`; `None` where the Python raises (caught by `normalize_answer`).
 pub fn strip_string(input: &str, tr: &mut Tracer) -> Option<String> {
-    let mut s = input.rp("\n", "").rp("\\!", "").rp("\\\\", "\\");
-    s = s.rp("tfrac", "frac").rp("dfrac", "frac");
+    let mut p = Present::of(input);
+    let mut s = input
+        .to_string()
+        .rp(&mut p, "\n", "")
+        .rp(&mut p, "\\!", "")
+        .rp(&mut p, "\\\\", "\\");
+    s = s.rp(&mut p, "tfrac", "frac").rp(&mut p, "dfrac", "frac");
     tr.step("mathd: linebreaks, \\!, \\\\, tfrac/dfrac", &s);
-    s = s.rp("\\left", "").rp("\\right", "");
+    s = s.rp(&mut p, "\\left", "").rp(&mut p, "\\right", "");
     tr.step("mathd: \\left/\\right", &s);
-    s = s.rp("^{\\circ}", "").rp("^\\circ", "");
+    s = s.rp(&mut p, "^{\\circ}", "").rp(&mut p, "^\\circ", "");
     tr.step("mathd: degrees", &s);
-    s = s.rp("\\$", "");
+    s = s.rp(&mut p, "\\$", "");
     s = remove_right_units(s)?;
     tr.step("mathd: \\$ and units after \"\\text{ \"", &s);
-    s = s.rp("\\%", "").rp("%", "");
+    s = s.rp(&mut p, "\\%", "").rp(&mut p, "%", "");
     tr.step("mathd: percent", &s);
-    s = s.rp(" .", " 0.").rp("{.", "{0.");
+    s = s.rp(&mut p, " .", " 0.").rp(&mut p, "{.", "{0.");
     if s.is_empty() {
         return Some(s);
     }
@@ -202,7 +224,7 @@ pub fn strip_string(input: &str, tr: &mut Tracer) -> Option<String> {
     }
     tr.step("mathd: leading zero, short \"k =\" prefix", &s);
     s = fix_sqrt(&s)?;
-    s = s.rp(" ", "");
+    s = s.rp(&mut p, " ", "");
     tr.step("mathd: sqrt3 -> sqrt{3}, spaces", &s);
     s = fix_fracs(&s)?;
     if s == "0.5" {
@@ -381,22 +403,25 @@ pub fn str_is_int(s: &str) -> bool {
 
 /// `str(_str_to_int(s))`: every comma removed, `int(float(..))` truncates.
 fn str_to_int_string(s: &str) -> Option<String> {
-    let x = py_float(&s.rp(",", ""))?;
+    let x = py_float(&s.replace(',', ""))?;
     x.is_finite().then(|| trunc_to_int_string(x))
 }
 
 /// `_parse_latex`: frac spellings, pylatexenc, then Unicode symbols to sympy names.
 pub fn parse_latex(expr: &str) -> Option<String> {
+    let mut p = Present::of(expr);
     let e = expr
-        .rp("\\tfrac", "\\frac")
-        .rp("\\dfrac", "\\frac")
-        .rp("\\frac", " \\frac");
+        .to_string()
+        .rp(&mut p, "\\tfrac", "\\frac")
+        .rp(&mut p, "\\dfrac", "\\frac")
+        .rp(&mut p, "\\frac", " \\frac");
     let t = latex_to_text(&e).ok()?;
+    let mut p = Present::of(&t);
     let t = t
-        .rp("√", "sqrt")
-        .rp("π", "pi")
-        .rp("∞", "inf")
-        .rp("∪", "U")
+        .rp(&mut p, "√", "sqrt")
+        .rp(&mut p, "π", "pi")
+        .rp(&mut p, "∞", "inf")
+        .rp(&mut p, "∪", "U")
         .replace(['·', '×'], "*");
     Some(py_strip(&t).to_string())
 }
@@ -404,13 +429,17 @@ pub fn parse_latex(expr: &str) -> Option<String> {
 /// mathruler's `_normalize`.
 pub fn mathruler_normalize(input: &str, tr: &mut Tracer) -> String {
     let mut e = unwrap_text(input).unwrap_or(input).to_string();
-    e = e.rp("\\%", "%").rp("\\$", "$").replace(['$', '%'], "");
-    e = e.rp(" or ", " , ").rp(" and ", " , ");
+    let mut p = Present::of(&e);
+    e = e
+        .rp(&mut p, "\\%", "%")
+        .rp(&mut p, "\\$", "$")
+        .replace(['$', '%'], "");
+    e = e.rp(&mut p, " or ", " , ").rp(&mut p, " and ", " , ");
     tr.step("normalize: \\text{}, $, %, or/and", &e);
     e = e
-        .rp("million", "*10^6")
-        .rp("billion", "*10^9")
-        .rp("trillion", "*10^12");
+        .rp(&mut p, "million", "*10^6")
+        .rp(&mut p, "billion", "*10^9")
+        .rp(&mut p, "trillion", "*10^12");
     for r in UNIT_RES.iter() {
         if r.is_match(&e) {
             e = r.replace_all(&e, "").into_owned();
@@ -436,7 +465,8 @@ pub fn mathruler_normalize(input: &str, tr: &mut Tracer) -> String {
     }
     e = MINUS_SPACE.replace_all(&e, "-").into_owned();
     e = MIXED_NUMBER.replace_all(&e, "$1+$2").into_owned();
-    e = e.rp(" ", "").replace(['{', '}'], "").to_lowercase();
+    // (a plain replace: LaTeX conversion above may have introduced spaces)
+    e = e.replace(' ', "").replace(['{', '}'], "").to_lowercase();
     tr.step("normalize: mixed numbers, spaces, braces, lowercase", &e);
     if str_is_int(&e) {
         if let Some(i) = str_to_int_string(&e) {

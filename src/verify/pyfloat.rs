@@ -36,6 +36,19 @@ pub fn py_strip(s: &str) -> &str {
     s.trim_matches(is_py_space)
 }
 
+/// ASCII bytes that can occur in a Python float spelling (digits, sign, point,
+/// underscore, exponent, inf/infinity/nan letters, whitespace).
+static FLOAT_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let ok = b"0123456789+-._eEiInNfFaAtTyY \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f";
+    let mut i = 0;
+    while i < ok.len() {
+        t[ok[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Python's `float(s)`: `None` where Python raises `ValueError`.
 pub fn py_float(s: &str) -> Option<f64> {
     let t = py_strip(s);

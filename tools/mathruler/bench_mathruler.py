@@ -38,7 +38,7 @@ rows = [r for r in rows if r.get("papo_eval_correct") != "timeout"]
 hang = [r for r in rows if "**" in r["response"]]
 rows = [r for r in rows if "**" not in r["response"]]
 
-def run():
+def run(rows=rows):
     agree = 0
     for r in rows:
         resp = re.sub(r"\s*(<|>|/)\s*", r"\1", r["response"])
@@ -55,3 +55,10 @@ secs = time.perf_counter() - t
 n = len(rows) * passes
 print(f"mathruler 0.1.0 on {path}: {len(rows)} cases x {passes} passes in {secs:.3f} s = {n / secs:.0f} cases/s "
       f"(one core; skipped {len(skip)} timeout rows, {len(hang)} rows with **); agreement with papo column {agree}/{len(rows)}")
+
+small = [r for r in rows if len(r["response"]) + len(r["ground_truth"]) < 10_000]
+t = time.perf_counter()
+for _ in range(passes):
+    run(small)
+secs = time.perf_counter() - t
+print(f"mathruler 0.1.0, those under 10 kB: {len(small)} cases x {passes} passes in {secs:.3f} s = {len(small) * passes / secs:.0f} cases/s")
