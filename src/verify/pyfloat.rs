@@ -53,9 +53,7 @@ static FLOAT_BYTES: [bool; 256] = {
 pub fn py_float(s: &str) -> Option<f64> {
     let t = py_strip(s);
     // Cheap rejection: an ASCII character no float spelling uses ends it at once.
-    if t.bytes()
-        .any(|b| b.is_ascii() && !b"0123456789+-._eEiInNfFaAtTyY".contains(&b))
-    {
+    if t.bytes().any(|b| b.is_ascii() && !FLOAT_BYTES[b as usize]) {
         return None;
     }
     if t.is_empty() || t.len() > 100_000 {
