@@ -445,12 +445,16 @@ pub fn mathruler_normalize(input: &str, tr: &mut Tracer) -> String {
             e = r.replace_all(&e, "").into_owned();
         }
     }
-    e = CIRC.replace_all(&e, "").into_owned();
+    if p.0[b'^' as usize] {
+        e = CIRC.replace_all(&e, "").into_owned();
+    }
     tr.step("normalize: million/billion, unit words, ^\\circ", &e);
     if e.starts_with('{') && e.ends_with('}') && !e.is_empty() {
         e = e[1..e.len() - 1].to_string();
     }
-    e = THIN_SPACE_COMMA.replace_all(&e, "").into_owned();
+    if p.0[b'!' as usize] {
+        e = THIN_SPACE_COMMA.replace_all(&e, "").into_owned();
+    }
     if let Some(x) = py_float(&e) {
         if is_int(x) {
             e = round_to_int_string(x);
@@ -463,10 +467,18 @@ pub fn mathruler_normalize(input: &str, tr: &mut Tracer) -> String {
         }
         tr.step("normalize: LaTeX to text", &e);
     }
-    e = MINUS_SPACE.replace_all(&e, "-").into_owned();
-    e = MIXED_NUMBER.replace_all(&e, "$1+$2").into_owned();
+    // Regex passes only where their characters occur (megabyte answers stay cheap).
+    if e.contains("- ") {
+        e = MINUS_SPACE.replace_all(&e, "-").into_owned();
+    }
+    if e.contains(' ') {
+        e = MIXED_NUMBER.replace_all(&e, "$1+$2").into_owned();
+    }
     // (a plain replace: LaTeX conversion above may have introduced spaces)
-    e = e.replace(' ', "").replace(['{', '}'], "").to_lowercase();
+    e.retain(|c| c != ' ' && c != '{' && c != '}');
+    if !e.is_ascii() || e.bytes().any(|b| b.is_ascii_uppercase()) {
+        e = e.to_lowercase();
+    }
     tr.step("normalize: mixed numbers, spaces, braces, lowercase", &e);
     if str_is_int(&e) {
         if let Some(i) = str_to_int_string(&e) {
