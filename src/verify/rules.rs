@@ -498,6 +498,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rule_sets_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<RuleSet>();
+        let r = RuleSet::builtin("mathruler").unwrap();
+        let verdicts: Vec<bool> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|i| {
+                    let r = &r;
+                    s.spawn(move || r.grade(&format!("\\boxed{{{i}}}"), "2", None).correct)
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(verdicts, vec![false, false, true, false]);
+    }
+
+    #[test]
     fn every_builtin_rule_set_loads() {
         for (name, _) in BUILTIN {
             let r = RuleSet::builtin(name).unwrap();
