@@ -15,4 +15,7 @@ pub enum Error {
     /// The training objective, recipes, perturbations and export.
     #[error(transparent)]
     Train(#[from] crate::train::TrainError),
+    /// Rule sets and grading.
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
 }

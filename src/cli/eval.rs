@@ -1,6 +1,6 @@
 //! `spotlight eval`: avg@k over benchmarks on a backend, resumable, with a report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -73,11 +73,18 @@ pub struct EvalArgs {
     pub json: bool,
 }
 
-/// The grader of a reward rule set.
-pub fn grader_for(rules: &str) -> Result<Arc<dyn Grader>, EvalError> {
-    Err(EvalError::Internal(format!(
-        "reward rule set {rules:?}: the verifier is not merged yet"
-    )))
+/// The grader of a reward rule set: the project's `reward_rules/<name>.toml` when present
+/// (edit it without recompiling), else the builtin of that name, else a TOML path.
+pub fn grader_for(rules_dir: &Path, rules: &str) -> Result<Arc<dyn Grader>, EvalError> {
+    let local = rules_dir.join(format!("{rules}.toml"));
+    let loaded = if local.is_file() {
+        spotlight::verify::RuleSet::from_path(&local)
+    } else {
+        spotlight::verify::RuleSet::load(rules)
+    };
+    loaded
+        .map(|r| Arc::new(r) as Arc<dyn Grader>)
+        .map_err(|e| EvalError::Internal(format!("reward rule set {rules:?}: {e}")))
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
@@ -92,6 +99,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
     } else {
         anyhow::bail!("--endpoint: the HTTP backend is not built yet; use --replay")
     };
+    let rules_dir = registry.root.join("reward_rules");
     let request = EvalRequest {
         registry: &registry,
         bench: args.bench.clone(),
@@ -112,7 +120,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
         concurrency: args.concurrency,
         progress: !args.json,
         model_config_sha256: None,
-        grader_for: &grader_for,
+        grader_for: &|rules: &str| grader_for(&rules_dir, rules),
     };
     let outcome = eval::evaluate(&request, backend.as_ref())?;
     let plan = eval::EvalPlan::load(&outcome.run_dir)?.context("run.json vanished")?;

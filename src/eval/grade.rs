@@ -14,3 +14,16 @@ pub struct GradeOutcome {
 pub trait Grader: Send + Sync {
     fn grade(&self, response: &str, truth: &str, options: Option<&[String]>) -> GradeOutcome;
 }
+
+/// The benchmark's reward rule set is the grader used in practice.
+impl Grader for crate::verify::RuleSet {
+    fn grade(&self, response: &str, truth: &str, options: Option<&[String]>) -> GradeOutcome {
+        let grade = crate::verify::RuleSet::grade(self, response, truth, options);
+        GradeOutcome {
+            extracted: grade.extracted,
+            correct: grade.correct,
+            reward: grade.reward,
+            components: grade.components,
+        }
+    }
+}

@@ -1,2 +1,59 @@
 //! Rule-based verifiers: extraction, normalisation and equivalence, configured by
-//! `reward_rules/*.toml`. (Being built: issue 3.)
+//! `reward_rules/*.toml`. The `mathruler` rule set is Spotlight's reward and metric:
+//! it reproduces the paper's grader (PAPO-Eval's space strip, mathruler 0.1.0's last
+//! `\boxed{}` and `grade_answer`) without Python, without evaluating text as code, and
+//! with bounded time and memory on any input.
+
+pub mod adversarial;
+pub mod choice;
+pub mod latex2text;
+pub mod mathruler;
+pub mod pyfloat;
+pub mod rules;
+pub mod symbolic;
+
+use std::path::PathBuf;
+
+pub use rules::RuleSet;
+
+/// Errors loading rule sets.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// No builtin rule set of that name (and no file at that path).
+    #[error("unknown rule set `{name}` (not a file; builtin sets: {available})")]
+    UnknownRuleSet { name: String, available: String },
+    /// A rule file could not be read.
+    #[error("cannot read rule set {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A rule file is not valid TOML for the schema.
+    #[error("{origin}: {message}")]
+    Toml { origin: String, message: String },
+    /// A rule file parses but makes no sense (no components, bad regex...).
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// The verdict on one response.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Grade {
+    /// The answer the verdict component extracted (`None`: no answer found).
+    pub extracted: Option<String>,
+    /// The verdict component scored 1.
+    pub correct: bool,
+    /// `sum(weight * score)` over the components.
+    pub reward: f64,
+    /// Each component's name and score, in rule-file order.
+    pub components: Vec<(String, f64)>,
+    /// Why the verdict component decided as it did.
+    pub reason: String,
+}
+
+/// A grade plus the output of every extraction/normalisation step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TracedGrade {
+    pub grade: Grade,
+    pub steps: Vec<(String, String)>,
+}
