@@ -38,6 +38,8 @@ enum Command {
     /// Export a training recipe for another trainer (the authors' EasyR1-based VPPO-RL).
     #[command(subcommand)]
     Export(cli::export::ExportCommand),
+    /// Compare runs against a baseline per benchmark; exit 1 on a significant regression.
+    Compare(cli::compare::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Debug(cmd) => cli::debug::run(cmd),
         Command::Export(cmd) => cli::export::run(cmd),
+        Command::Compare(args) => cli::compare::run(args),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

@@ -3,6 +3,7 @@
 //! exit code 2 in `main`.
 
 pub mod bench;
+pub mod compare;
 pub mod debug;
 pub mod eval;
 pub mod export;
