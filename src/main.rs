@@ -40,6 +40,10 @@ enum Command {
     Export(cli::export::ExportCommand),
     /// Compare runs against a baseline per benchmark; exit 1 on a significant regression.
     Compare(cli::compare::CompareArgs),
+    /// Tables in the paper's layout with measured runs inserted (Table 1, ablations), and
+    /// the history of a training run's checkpoints.
+    #[command(subcommand)]
+    Report(cli::report::ReportCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Debug(cmd) => cli::debug::run(cmd),
         Command::Export(cmd) => cli::export::run(cmd),
         Command::Compare(args) => cli::compare::run(args),
+        Command::Report(cmd) => cli::report::run(cmd),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

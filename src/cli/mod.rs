@@ -9,6 +9,7 @@ pub mod eval;
 pub mod export;
 pub mod grade;
 pub mod model;
+pub mod report;
 pub mod synth;
 
 use std::process::ExitCode;

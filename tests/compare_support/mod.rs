@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use spotlight::compare::{BenchmarkOutcomes, ItemOutcome, RunData};
 use spotlight::eval::log::SampleRecord;
+use spotlight::eval::output::{summarize_run, write_summary, SummaryInput};
 use spotlight::eval::plan::{EvalPlan, PlannedBenchmark};
 use spotlight::eval::Sampling;
 
@@ -180,8 +181,8 @@ pub fn run_data_with(
     }
 }
 
-/// Writes a run folder as `spotlight eval` leaves it (run.json, samples.parquet): item i
-/// of a benchmark gets its first `counts[i]` samples right.
+/// Writes a run folder as `spotlight eval` leaves it (run.json, samples.parquet,
+/// summary.json): item i of a benchmark gets its first `counts[i]` samples right.
 pub fn write_run(dir: &Path, model: &[SimBenchmark], k: u32, counts: &[Vec<u32>]) {
     std::fs::create_dir_all(dir).unwrap();
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -215,4 +216,18 @@ pub fn write_run(dir: &Path, model: &[SimBenchmark], k: u32, counts: &[Vec<u32>]
         }
     }
     spotlight::eval::output::write_samples_parquet(&dir.join("samples.parquet"), &records).unwrap();
+    let breakdown = vec!["subject".to_string()];
+    let inputs: Vec<SummaryInput> = model
+        .iter()
+        .map(|b| SummaryInput {
+            slug: &b.slug,
+            name: &b.name,
+            breakdown: &breakdown,
+            approximate: None,
+            item_ids: (0..b.p.len()).map(|i| format!("{}-{i}", b.slug)).collect(),
+        })
+        .collect();
+    let eight: Vec<String> = EIGHT.iter().map(|(s, _, _)| s.to_string()).collect();
+    let summary = summarize_run(&name, k as usize, 0, &records, &inputs, &eight);
+    write_summary(&dir.join("summary.json"), &summary).unwrap();
 }
