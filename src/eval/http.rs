@@ -17,6 +17,10 @@
 //! answer that is not a chat completion), becomes a [`BackendError`] recorded on that
 //! sample; the run goes on.
 //!
+//! Images go out as stored: `max_pixels` and `max_context` are the server's to apply (vLLM:
+//! `--mm-processor-kwargs '{"max_pixels": N}'`, `--max-model-len`), since resizing here
+//! would have to reproduce the model's own image processor exactly.
+//!
 //! The API key is read from an environment variable whose name the user gives, sent as a
 //! bearer token marked sensitive, and never appears in [`Backend::describe`] (the run
 //! record), error messages or `Debug` output.
