@@ -13,10 +13,11 @@ use super::Outcome;
 /// Evaluate a model on benchmarks: k samples per item at the given sampling settings,
 /// graded by each benchmark's rule set. Defaults are the authors' evaluation settings.
 #[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("backend").required(true).multiple(false))]
 pub struct EvalArgs {
     /// Grade responses produced elsewhere: JSONL or parquet with benchmark, item_id,
     /// sample, response.
-    #[arg(long, group = "backend", required = true)]
+    #[arg(long, group = "backend")]
     pub replay: Option<PathBuf>,
     /// A Qwen2.5-VL checkpoint folder, run embedded (not built yet: issue 5).
     #[arg(long, group = "backend")]

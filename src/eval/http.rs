@@ -161,6 +161,18 @@ impl HttpConfig {
     }
 }
 
+/// `Authorization: Bearer KEY`, marked sensitive so reqwest's and http's `Debug` hide it.
+fn bearer_header(key: ApiKey) -> Result<HeaderValue, HttpError> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", key.secret)).map_err(|_| {
+        HttpError::ApiKey {
+            variable: key.source.clone(),
+            reason: "contains characters not allowed in an HTTP header".into(),
+        }
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 /// The seed sent to the server for a derived sample seed: its low 63 bits, because
 /// servers validate `seed` as a signed 64-bit integer.
 pub fn wire_seed(derived: u64) -> u64 {
@@ -196,19 +208,7 @@ impl HttpBackend {
                 reason: "the served model name is empty".into(),
             });
         }
-        let api_key =
-            match api_key {
-                Some(key) => {
-                    let mut value = HeaderValue::from_str(&format!("Bearer {}", key.secret))
-                        .map_err(|_| HttpError::ApiKey {
-                            variable: key.source.clone(),
-                            reason: "contains characters not allowed in an HTTP header".into(),
-                        })?;
-                    value.set_sensitive(true);
-                    Some(value)
-                }
-                None => None,
-            };
+        let api_key = api_key.map(bearer_header).transpose()?;
         let client = Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(30)))
