@@ -14,6 +14,7 @@
 
 pub mod atomic_file;
 pub mod bench;
+pub mod compare;
 pub mod error;
 pub mod eval;
 pub mod model;

@@ -38,6 +38,12 @@ enum Command {
     /// Export a training recipe for another trainer (the authors' EasyR1-based VPPO-RL).
     #[command(subcommand)]
     Export(cli::export::ExportCommand),
+    /// Compare runs against a baseline per benchmark; exit 1 on a significant regression.
+    Compare(cli::compare::CompareArgs),
+    /// Tables in the paper's layout with measured runs inserted (Table 1, ablations), and
+    /// the history of a training run's checkpoints.
+    #[command(subcommand)]
+    Report(cli::report::ReportCommand),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +56,8 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Debug(cmd) => cli::debug::run(cmd),
         Command::Export(cmd) => cli::export::run(cmd),
+        Command::Compare(args) => cli::compare::run(args),
+        Command::Report(cmd) => cli::report::run(cmd),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

@@ -3,11 +3,13 @@
 //! exit code 2 in `main`.
 
 pub mod bench;
+pub mod compare;
 pub mod debug;
 pub mod eval;
 pub mod export;
 pub mod grade;
 pub mod model;
+pub mod report;
 pub mod synth;
 
 use std::process::ExitCode;

@@ -3,6 +3,10 @@
 //! The published numbers are read from `reports/paper/*.csv` (copied from the paper), never
 //! typed into code. One Table 1 renderer serves single-run reports and multi-run tables.
 
+pub mod history;
+pub mod paper;
+pub mod plot;
+
 use std::path::Path;
 
 use serde::Deserialize;
@@ -34,6 +38,21 @@ pub enum ReportError {
     Io {
         path: std::path::PathBuf,
         source: std::io::Error,
+    },
+    /// A run folder's file that is missing or not what `spotlight eval` writes.
+    #[error("{}: {message}", path.display())]
+    Input {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    /// `--as NAME` names no published row.
+    #[error("no published row named {name:?}; known: {known}")]
+    UnknownRow { name: String, known: String },
+    /// Drawing the SVG plot failed.
+    #[error("{}: drawing the plot: {message}", path.display())]
+    Plot {
+        path: std::path::PathBuf,
+        message: String,
     },
 }
 
@@ -141,27 +160,158 @@ fn cell(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "–".into())
 }
 
-/// Markdown table in the paper's layout: Model | the eight | Avg.
-pub fn render_table1(rows: &[TableRow]) -> String {
+/// How a value is marked, as the paper marks its tables: the best value of a column in
+/// bold, the second best underlined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Best,
+    Second,
+    None,
+}
+
+/// Best / second-best per column over `columns[c]` (values as shown, rounded to one
+/// decimal, so that two rows printed alike are marked alike; ties share a mark and the
+/// second best is the next distinct value).
+pub fn mark_columns(columns: &[Vec<Option<f64>>]) -> Vec<Vec<Mark>> {
+    columns
+        .iter()
+        .map(|values| {
+            let shown = |v: f64| (v * 10.0).round() as i64;
+            let mut distinct: Vec<i64> = values.iter().flatten().map(|v| shown(*v)).collect();
+            distinct.sort_unstable_by(|a, b| b.cmp(a));
+            distinct.dedup();
+            values
+                .iter()
+                .map(|v| match v.map(shown) {
+                    Some(x) if distinct.first() == Some(&x) => Mark::Best,
+                    Some(x) if distinct.get(1) == Some(&x) => Mark::Second,
+                    _ => Mark::None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A value cell with its mark: `**71.6**` for the best, `<u>68.1</u>` for the second best
+/// (markdown has no underline; GitHub and most viewers render the HTML tag).
+pub fn marked_cell(v: Option<f64>, mark: Mark) -> String {
+    let text = cell(v);
+    match (v, mark) {
+        (Some(_), Mark::Best) => format!("**{text}**"),
+        (Some(_), Mark::Second) => format!("<u>{text}</u>"),
+        _ => text,
+    }
+}
+
+/// A signed difference cell (`+1.2`, `−2.2`), never marked.
+pub fn delta_cell(v: Option<f64>) -> String {
+    match v {
+        None => "–".into(),
+        Some(x) => {
+            let rounded = (x * 10.0).round() / 10.0;
+            if rounded == 0.0 {
+                "±0.0".into()
+            } else if rounded > 0.0 {
+                format!("+{rounded:.1}")
+            } else {
+                format!("−{:.1}", -rounded)
+            }
+        }
+    }
+}
+
+/// A line of a table: a row of values (published or measured), or the difference of a
+/// measured row to a published one (shown, never marked).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TableLine {
+    Values(TableRow),
+    Delta {
+        label: String,
+        values: [Option<f64>; 8],
+        avg: Option<f64>,
+    },
+}
+
+impl TableLine {
+    /// `measured - reference`, column by column.
+    pub fn delta(measured: &TableRow, reference: &TableRow) -> TableLine {
+        let sub = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
+        let mut values = [None; 8];
+        for (c, v) in values.iter_mut().enumerate() {
+            *v = sub(measured.values[c], reference.values[c]);
+        }
+        TableLine::Delta {
+            label: format!("Δ {} − {}", measured.label, reference.label),
+            values,
+            avg: sub(measured.avg, reference.avg),
+        }
+    }
+}
+
+fn table_header() -> String {
     let mut out = String::from("| Model | ");
     out.push_str(&TABLE1_COLUMNS.join(" | "));
     out.push_str(" | Avg |\n|---|");
     out.push_str(&"---:|".repeat(9));
     out.push('\n');
-    for row in rows {
-        let label = if row.measured {
-            format!("**{}** (measured)", row.label)
-        } else {
-            row.label.clone()
-        };
-        let cells: Vec<String> = row.values.iter().map(|v| cell(*v)).collect();
-        out.push_str(&format!(
-            "| {label} | {} | {} |\n",
-            cells.join(" | "),
-            cell(row.avg)
-        ));
+    out
+}
+
+/// Markdown table in the paper's layout: Model | the eight | Avg, with the best and
+/// second-best value of each column marked among the value rows.
+pub fn render_lines(lines: &[TableLine]) -> String {
+    let rows: Vec<&TableRow> = lines
+        .iter()
+        .filter_map(|l| match l {
+            TableLine::Values(r) => Some(r),
+            TableLine::Delta { .. } => None,
+        })
+        .collect();
+    let columns: Vec<Vec<Option<f64>>> = (0..9)
+        .map(|c| {
+            rows.iter()
+                .map(|r| if c < 8 { r.values[c] } else { r.avg })
+                .collect()
+        })
+        .collect();
+    let marks = mark_columns(&columns);
+    let mut out = table_header();
+    let mut row_index = 0;
+    for line in lines {
+        match line {
+            TableLine::Values(row) => {
+                let label = if row.measured {
+                    format!("*{}* (measured)", row.label)
+                } else {
+                    row.label.clone()
+                };
+                let cells: Vec<String> = (0..9)
+                    .map(|c| {
+                        let v = if c < 8 { row.values[c] } else { row.avg };
+                        marked_cell(v, marks[c][row_index])
+                    })
+                    .collect();
+                out.push_str(&format!("| {label} | {} |\n", cells.join(" | ")));
+                row_index += 1;
+            }
+            TableLine::Delta { label, values, avg } => {
+                let cells: Vec<String> = values
+                    .iter()
+                    .chain(std::iter::once(avg))
+                    .map(|v| delta_cell(*v))
+                    .collect();
+                out.push_str(&format!("| *{label}* | {} |\n", cells.join(" | ")));
+            }
+        }
     }
     out
+}
+
+/// Markdown table in the paper's layout (Model | the eight | Avg), best and second best
+/// marked per column as the paper does.
+pub fn render_table1(rows: &[TableRow]) -> String {
+    let lines: Vec<TableLine> = rows.iter().cloned().map(TableLine::Values).collect();
+    render_lines(&lines)
 }
 
 /// The full report of one run.
@@ -336,6 +486,59 @@ mod tests {
             .collect();
         let md = render_table1(&rows);
         assert!(md.starts_with("| Model | MathVerse | DynaMath | MMK12 | Geo3k | MathVision | We-Math | LogicVista | MMMU-Pro | Avg |"));
-        assert!(md.contains("| Qwen2.5-VL-7B+VPPO | 71.6 | 68.1 | 82.8 | 46.5 | 33.3 | 71.5 | 47.9 | 37.9 | 57.5 |"), "{md}");
+        // Read off the CSV's 7B section by hand: VPPO is best everywhere but Geo3k, where
+        // NoisyRollout-7B (trained on Geo3k) leads with 51.8 and VPPO's 46.5 is second;
+        // NoisyRollout is second on We-Math (71.0 < 71.5) and LogicVista (47.3 < 47.9).
+        assert!(md.contains("| Qwen2.5-VL-7B+VPPO | **71.6** | **68.1** | **82.8** | <u>46.5</u> | **33.3** | **71.5** | **47.9** | **37.9** | **57.5** |"), "{md}");
+        assert!(md.contains("| NoisyRollout-7B | 67.8 | 65.5 | 50.0 | **51.8** | 22.1 | <u>71.0</u> | <u>47.3</u> | 34.5 | 51.3 |"), "{md}");
+    }
+
+    #[test]
+    fn ties_share_a_mark_and_second_best_is_the_next_distinct_value() {
+        // 71.64 and 71.6 print alike, so both are best; 70.0 is second; None is skipped.
+        let marks = mark_columns(&[vec![Some(71.64), Some(71.6), Some(70.0), None, Some(12.0)]]);
+        assert_eq!(
+            marks[0],
+            vec![Mark::Best, Mark::Best, Mark::Second, Mark::None, Mark::None]
+        );
+        assert_eq!(marked_cell(Some(70.0), Mark::Second), "<u>70.0</u>");
+        assert_eq!(marked_cell(None, Mark::Best), "–");
+    }
+
+    #[test]
+    fn delta_cells_are_signed_and_never_negative_zero() {
+        assert_eq!(delta_cell(Some(-2.2)), "−2.2");
+        assert_eq!(delta_cell(Some(0.04)), "±0.0");
+        assert_eq!(delta_cell(Some(-0.04)), "±0.0");
+        assert_eq!(delta_cell(Some(1.25)), "+1.3");
+        assert_eq!(delta_cell(None), "–");
+    }
+
+    #[test]
+    fn delta_rows_are_shown_but_take_no_part_in_marking() {
+        let vppo = published()
+            .into_iter()
+            .find(|r| r.model == "Qwen2.5-VL-7B+VPPO")
+            .map(|r| TableRow::from_published(&r))
+            .unwrap();
+        let mut measured = vppo.clone();
+        measured.label = "repro".into();
+        measured.measured = true;
+        measured.values[2] = Some(80.6);
+        let lines = vec![
+            TableLine::Values(vppo.clone()),
+            TableLine::Values(measured.clone()),
+            TableLine::delta(&measured, &vppo),
+        ];
+        let md = render_lines(&lines);
+        // MMK12: 82.8 best, 80.6 second; the Δ row's −2.2 is plain.
+        assert!(
+            md.contains("| *repro* (measured) | **71.6** | **68.1** | <u>80.6</u> |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| *Δ repro − Qwen2.5-VL-7B+VPPO* | ±0.0 | ±0.0 | −2.2 |"),
+            "{md}"
+        );
     }
 }
