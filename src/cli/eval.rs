@@ -13,17 +13,34 @@ use super::Outcome;
 /// Evaluate a model on benchmarks: k samples per item at the given sampling settings,
 /// graded by each benchmark's rule set. Defaults are the authors' evaluation settings.
 #[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("backend").required(true).multiple(false))]
 pub struct EvalArgs {
     /// Grade responses produced elsewhere: JSONL or parquet with benchmark, item_id,
     /// sample, response.
-    #[arg(long, group = "backend", required = true)]
+    #[arg(long, group = "backend")]
     pub replay: Option<PathBuf>,
     /// A Qwen2.5-VL checkpoint folder, run embedded (not built yet: issue 5).
     #[arg(long, group = "backend")]
     pub model: Option<PathBuf>,
-    /// An OpenAI-compatible endpoint (vLLM, SGLang, `spotlight serve`) (not built yet).
-    #[arg(long, group = "backend")]
+    /// An OpenAI-compatible server (vLLM, SGLang, `spotlight serve`): its base URL, e.g.
+    /// http://127.0.0.1:8000 (a trailing /v1 is accepted). One request per sample, carrying
+    /// the sample's seed. https:// needs a build with `--features https`.
+    #[arg(long, group = "backend", requires = "served_model")]
     pub endpoint: Option<String>,
+    /// The model name the endpoint serves (the requests' `model`).
+    #[arg(long, requires = "endpoint")]
+    pub served_model: Option<String>,
+    /// NAME of the environment variable holding the endpoint's API key, sent as a bearer
+    /// token; the key is never printed or recorded. [default: OPENAI_API_KEY, when set]
+    #[arg(long, value_name = "VAR", requires = "endpoint")]
+    pub api_key_env: Option<String>,
+    /// Seconds one HTTP attempt may take, connecting to last byte.
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    pub request_timeout: f64,
+    /// HTTP retries after a 429, 408, 5xx, dropped connection or timeout (exponential
+    /// backoff with jitter); a sample still failing then is recorded with its error.
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
     /// Benchmarks: NAME[,NAME..] or `all` (the paper's eight).
     #[arg(long, default_value = "all")]
     pub bench: String,
@@ -87,6 +104,39 @@ pub fn grader_for(rules_dir: &Path, rules: &str) -> Result<Arc<dyn Grader>, Eval
         .map_err(|e| EvalError::Internal(format!("reward rule set {rules:?}: {e}")))
 }
 
+/// The HTTP backend from `--endpoint` and its options. The key is read here, from the
+/// variable the user named, and goes only into the client's headers.
+fn http_backend(args: &EvalArgs, endpoint: &str) -> anyhow::Result<eval::http::HttpBackend> {
+    let served_model = args
+        .served_model
+        .clone()
+        .context("--endpoint needs --served-model NAME (the model name the server serves)")?;
+    let request_timeout = std::time::Duration::try_from_secs_f64(args.request_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| {
+            format!(
+                "--request-timeout {}: expected a positive number of seconds",
+                args.request_timeout
+            )
+        })?;
+    let api_key = match &args.api_key_env {
+        Some(variable) => Some(eval::http::ApiKey::from_env(variable)?.with_context(|| {
+            format!("--api-key-env {variable}: that environment variable is not set")
+        })?),
+        None => eval::http::ApiKey::from_env(DEFAULT_API_KEY_ENV)?,
+    };
+    let config = eval::http::HttpConfig {
+        request_timeout,
+        retries: args.retries,
+        ..eval::http::HttpConfig::new(endpoint, served_model)
+    };
+    Ok(eval::http::HttpBackend::new(config, api_key)?)
+}
+
+/// The API key variable read when `--api-key-env` is not given (the OpenAI clients' own).
+const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
+
 pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
     let registry = Registry::discover()?;
     let backend: Box<dyn Backend> = if let Some(path) = &args.replay {
@@ -96,8 +146,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
         Box::new(backend)
     } else if args.model.is_some() {
         anyhow::bail!("--model: the embedded backend needs batched sampling (issue 5), which is not built yet; use --replay")
+    } else if let Some(endpoint) = &args.endpoint {
+        Box::new(http_backend(&args, endpoint)?)
     } else {
-        anyhow::bail!("--endpoint: the HTTP backend is not built yet; use --replay")
+        anyhow::bail!("no backend: give --replay, --model or --endpoint")
     };
     let rules_dir = registry.root.join("reward_rules");
     let request = EvalRequest {

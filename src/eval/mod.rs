@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod grade;
+pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod output;
