@@ -12,4 +12,7 @@ pub enum Error {
     /// Generating the bundled data.
     #[error(transparent)]
     Synth(#[from] crate::synth::SynthError),
+    /// Loading or running the Qwen2.5-VL model.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
 }
