@@ -429,8 +429,11 @@ impl Qwen25VlConfig {
             "video_token_id": self.video_token_id,
             "vision_start_token_id": self.vision_start_token_id,
             "vision_end_token_id": self.vision_end_token_id,
-            "eos_token_id": self.eos_token_ids.first(),
-            "torch_dtype": self.saved_dtype.clone().unwrap_or_else(|| "float32".to_string()),
+            "eos_token_id": match self.eos_token_ids.as_slice() {
+                [one] => json!(one),
+                many => json!(many),
+            },
+            "torch_dtype": self.saved_dtype,
             "vision_config": {
                 "depth": v.depth,
                 "hidden_act": "silu",
