@@ -76,6 +76,9 @@ mod tests {
     #[test]
     fn empty_tag_is_the_plain_derivation() {
         assert_eq!(derive_seed_tagged(3, "x", 2, ""), derive_seed(3, "x", 2));
-        assert_ne!(derive_seed_tagged(3, "x", 2, "perturb"), derive_seed(3, "x", 2));
+        assert_ne!(
+            derive_seed_tagged(3, "x", 2, "perturb"),
+            derive_seed(3, "x", 2)
+        );
     }
 }

@@ -91,11 +91,8 @@ fn logits_and_log_probs_match_transformers_on_every_fixture() {
                         .collect()
                 })
                 .collect();
-            for c in 0..3 {
-                assert_eq!(
-                    pos.components[c], ref_pos[c],
-                    "{label}: position component {c}"
-                );
+            for (c, (ours, reference)) in pos.components.iter().zip(&ref_pos).enumerate() {
+                assert_eq!(ours, reference, "{label}: position component {c}");
             }
 
             if let Some(img) = &image {

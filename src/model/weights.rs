@@ -126,6 +126,24 @@ impl WeightFiles {
         }
     }
 
+    /// Stored tensors' total element count and the dtypes they are stored in, read from the
+    /// file headers only (cheap even for a 32B checkpoint).
+    pub fn summary(&self) -> (usize, Vec<String>) {
+        let mut count = 0usize;
+        let mut dtypes: Vec<String> = Vec::new();
+        for (name, &id) in &self.routing {
+            if let Ok(view) = self.files[id].1.get(name) {
+                count += view.shape().iter().product::<usize>();
+                let d = format!("{:?}", view.dtype());
+                if !dtypes.contains(&d) {
+                    dtypes.push(d);
+                }
+            }
+        }
+        dtypes.sort();
+        (count, dtypes)
+    }
+
     /// The weight files, in shard order.
     pub fn paths(&self) -> Vec<&Path> {
         self.files.iter().map(|(p, _)| p.as_path()).collect()
