@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::json;
 use spotlight::model::weights::WeightFiles;
-use spotlight::model::{ChatTemplate, Checkpoint, ImageProcessor, Qwen25VlConfig, ScoringRequest};
+use spotlight::model::{
+    ChatTemplate, Checkpoint, ImageProcessor, LoadOptions, Qwen25VlConfig, ScoringRequest,
+};
 
 use super::Outcome;
 
@@ -170,7 +172,8 @@ fn info(dir: &Path, as_json: bool) -> anyhow::Result<Outcome> {
 }
 
 fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
-    let ckpt = Checkpoint::load(&args.model)
+    let opts = LoadOptions::auto()?;
+    let ckpt = Checkpoint::load_with(&args.model, &opts)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let image = match &args.image {
         Some(path) => Some(

@@ -33,6 +33,24 @@ impl Default for LoadOptions {
     }
 }
 
+impl LoadOptions {
+    /// What this build runs best on: with the `cuda` feature and a visible GPU, CUDA device 0 in
+    /// bf16; otherwise the CPU in f32.
+    pub fn auto() -> Result<Self, ModelError> {
+        if cfg!(feature = "cuda") {
+            let device = Device::cuda_if_available(0)?;
+            let dtype = if device.is_cuda() {
+                DType::BF16
+            } else {
+                DType::F32
+            };
+            Ok(LoadOptions { device, dtype })
+        } else {
+            Ok(LoadOptions::default())
+        }
+    }
+}
+
 /// A loaded Qwen2.5-VL checkpoint folder.
 pub struct Checkpoint {
     pub dir: PathBuf,

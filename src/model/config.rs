@@ -205,6 +205,14 @@ impl Qwen25VlConfig {
             }
         }
 
+        if f.text_value("use_sliding_window").and_then(Value::as_bool) == Some(true) {
+            return Err(ModelError::config(
+                path,
+                "use_sliding_window",
+                "sliding-window attention in the language model is not implemented",
+            ));
+        }
+
         // rope: `rope_parameters` (transformers 5) or `rope_theta` + `rope_scaling` (hub)
         let rope_params = f.text_value("rope_parameters").and_then(Value::as_object);
         let rope_theta = match rope_params.and_then(|p| p.get("rope_theta")) {

@@ -35,9 +35,10 @@ pub struct ScoringRequest<'a> {
 /// Log-probs of each response token, batched.
 pub struct ResponseLogProbs {
     /// `(batch, longest response)`: `log p(token_j | context, tokens_<j)` at the temperature;
-    /// 0 past each response's end. Differentiable with respect to every parameter.
+    /// 0 past each response's end; f32 whatever the model dtype. Differentiable with respect to
+    /// every parameter.
     pub values: Tensor,
-    /// `(batch, longest response)`: 1 on real tokens, 0 on padding (same dtype as `values`).
+    /// `(batch, longest response)`: 1 on real tokens, 0 on padding (f32, like `values`).
     pub mask: Tensor,
     /// Response lengths.
     pub lengths: Vec<usize>,
@@ -229,7 +230,7 @@ impl Qwen25Vl {
         let lengths: Vec<usize> = batch.iter().map(|r| r.response_ids.len()).collect();
         let longest = lengths.iter().copied().max().unwrap_or(0);
         if longest == 0 {
-            let z = Tensor::zeros((b, 0), self.dtype, &self.device)?;
+            let z = Tensor::zeros((b, 0), DType::F32, &self.device)?;
             return Ok(ResponseLogProbs {
                 values: z.clone(),
                 mask: z,
@@ -257,7 +258,9 @@ impl Qwen25Vl {
         let picked = hidden
             .reshape((b * seq, h))?
             .index_select(&Tensor::from_vec(rows, n, &self.device)?, 0)?;
-        let logits = self.text.logits(&picked)?;
+        // log-probs in f32 whatever the model dtype: bf16 has ~3 significant digits, too few for
+        // the probability ratios of a policy loss
+        let logits = self.text.logits(&picked)?.to_dtype(DType::F32)?;
         let logits = if temperature == 1.0 {
             logits
         } else {
