@@ -35,10 +35,10 @@ pub struct ScoringRequest<'a> {
 /// Log-probs of each response token, batched.
 pub struct ResponseLogProbs {
     /// `(batch, longest response)`: `log p(token_j | context, tokens_<j)` at the temperature;
-    /// 0 past each response's end; f32 whatever the model dtype. Differentiable with respect to
+    /// 0 past each response's end; f32 for half-precision models, else the model's dtype. Differentiable with respect to
     /// every parameter.
     pub values: Tensor,
-    /// `(batch, longest response)`: 1 on real tokens, 0 on padding (f32, like `values`).
+    /// `(batch, longest response)`: 1 on real tokens, 0 on padding (same dtype as `values`).
     pub mask: Tensor,
     /// Response lengths.
     pub lengths: Vec<usize>,
@@ -56,6 +56,14 @@ impl ResponseLogProbs {
                 r
             })
             .collect())
+    }
+}
+
+/// The dtype log-probs are computed in: at least f32.
+fn score_dtype(model: DType) -> DType {
+    match model {
+        DType::BF16 | DType::F16 => DType::F32,
+        d => d,
     }
 }
 
@@ -230,7 +238,7 @@ impl Qwen25Vl {
         let lengths: Vec<usize> = batch.iter().map(|r| r.response_ids.len()).collect();
         let longest = lengths.iter().copied().max().unwrap_or(0);
         if longest == 0 {
-            let z = Tensor::zeros((b, 0), DType::F32, &self.device)?;
+            let z = Tensor::zeros((b, 0), score_dtype(self.dtype), &self.device)?;
             return Ok(ResponseLogProbs {
                 values: z.clone(),
                 mask: z,
@@ -258,9 +266,12 @@ impl Qwen25Vl {
         let picked = hidden
             .reshape((b * seq, h))?
             .index_select(&Tensor::from_vec(rows, n, &self.device)?, 0)?;
-        // log-probs in f32 whatever the model dtype: bf16 has ~3 significant digits, too few for
+        // log-probs in at least f32: bf16 has ~3 significant digits, too few for
         // the probability ratios of a policy loss
-        let logits = self.text.logits(&picked)?.to_dtype(DType::F32)?;
+        let logits = self
+            .text
+            .logits(&picked)?
+            .to_dtype(score_dtype(self.dtype))?;
         let logits = if temperature == 1.0 {
             logits
         } else {
