@@ -155,24 +155,22 @@ impl TextModel {
 
     /// Causal + padding mask `(batch, 1, seq, seq)`: query `i` sees key `j <= i` of its own row
     /// when key `j` is a real token (`j < lengths[row]`). Right padding: real tokens never see
-    /// padding, so their outputs equal the unpadded ones.
+    /// padding, so their outputs equal the unpadded ones. Built on the device from a `seq x seq`
+    /// causal part and a `batch x seq` key part, so the host never fills `batch * seq^2` values.
     pub fn causal_mask(&self, lengths: &[usize], seq: usize) -> Result<Tensor, ModelError> {
-        let mut m = Vec::with_capacity(lengths.len() * seq * seq);
-        for &len in lengths {
-            for i in 0..seq {
-                for j in 0..seq {
-                    m.push(if j <= i && j < len {
-                        0f32
-                    } else {
-                        MASKED as f32
-                    });
-                }
-            }
-        }
-        Ok(
-            Tensor::from_vec(m, (lengths.len(), 1, seq, seq), &self.device)?
-                .to_dtype(self.dtype)?,
-        )
+        let masked = MASKED as f32;
+        let causal: Vec<f32> = (0..seq * seq)
+            .map(|k| if k % seq <= k / seq { 0.0 } else { masked })
+            .collect();
+        let keys: Vec<f32> = lengths
+            .iter()
+            .flat_map(|&len| (0..seq).map(move |j| if j < len { 0.0 } else { masked }))
+            .collect();
+        let causal = Tensor::from_vec(causal, (1, 1, seq, seq), &self.device)?;
+        let keys = Tensor::from_vec(keys, (lengths.len(), 1, 1, seq), &self.device)?;
+        // clamp doubly-masked entries back to MASKED, finite in every dtype
+        let mask = causal.broadcast_add(&keys)?.maximum(masked)?;
+        Ok(mask.to_dtype(self.dtype)?)
     }
 
     /// Runs the decoder over `(batch, seq, hidden)` embeddings; returns the final-normed hidden
