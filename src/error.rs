@@ -18,4 +18,7 @@ pub enum Error {
     /// Rule sets and grading.
     #[error(transparent)]
     Verify(#[from] crate::verify::VerifyError),
+    /// Loading or running the Qwen2.5-VL model.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
 }

@@ -1,16 +1,222 @@
-//! `spotlight model ...` (issue 4: being built).
+//! `spotlight model ...`: inspect a Qwen2.5-VL checkpoint folder, score responses.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::json;
+use spotlight::model::weights::WeightFiles;
+use spotlight::model::{
+    ChatTemplate, Checkpoint, ImageProcessor, LoadOptions, Qwen25VlConfig, ScoringRequest,
+};
 
 use super::Outcome;
 
 #[derive(clap::Subcommand)]
 pub enum ModelCommand {
     /// Architecture, sizes, parameter count, tokenizer and chat template of a checkpoint.
+    /// Exits 1 when the folder lacks the tokenizer or chat template needed for prompts.
     Info {
         /// Checkpoint folder.
-        dir: std::path::PathBuf,
+        dir: PathBuf,
+        /// Print machine-readable JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
+    /// Log-prob of each response token after a chat prompt (and image), as transformers scores it.
+    Logprobs(LogprobsArgs),
 }
 
-pub fn run(_cmd: ModelCommand) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`spotlight model` is not built yet (issue 4)")
+#[derive(clap::Args)]
+pub struct LogprobsArgs {
+    /// Checkpoint folder (config.json, safetensors, tokenizer.json, chat template).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Image shown before the prompt text in the user turn.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// System message (default: the template's, "You are a helpful assistant." for Qwen2.5-VL).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// The user's text.
+    #[arg(long)]
+    pub prompt: String,
+    /// The response to score (tokenized alone, without special tokens).
+    #[arg(long)]
+    pub response: String,
+    /// Softmax temperature applied to the logits.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cmd: ModelCommand) -> anyhow::Result<Outcome> {
+    match cmd {
+        ModelCommand::Info { dir, json } => info(&dir, json),
+        ModelCommand::Logprobs(args) => logprobs(&args),
+    }
+}
+
+/// Reads only headers and small files: no weights are loaded, so it is instant on any size.
+fn info(dir: &Path, as_json: bool) -> anyhow::Result<Outcome> {
+    let config = Qwen25VlConfig::from_file(&dir.join("config.json"))
+        .with_context(|| format!("reading the checkpoint config in {}", dir.display()))?;
+    let weights = WeightFiles::open(dir)
+        .with_context(|| format!("opening the weights in {}", dir.display()))?;
+    let (parameters, stored_dtypes) = weights.summary();
+    let weight_files: Vec<String> = weights
+        .paths()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let tokenizer_path = dir.join("tokenizer.json");
+    let tokenizer = if tokenizer_path.is_file() {
+        let tok = tokenizers::Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", tokenizer_path.display()))?;
+        Some(
+            json!({"path": tokenizer_path.display().to_string(), "vocab_size": tok.get_vocab_size(true)}),
+        )
+    } else {
+        None
+    };
+    let template = ChatTemplate::find(dir)
+        .with_context(|| format!("looking for a chat template in {}", dir.display()))?;
+    let pre_path = dir.join("preprocessor_config.json");
+    let processor = if pre_path.is_file() {
+        Some(ImageProcessor::from_file(&pre_path)?)
+    } else {
+        None
+    };
+    let complete = tokenizer.is_some() && template.is_some();
+    let t = &config.text;
+    let v = &config.vision;
+    let out = json!({
+        "dir": dir.display().to_string(),
+        "architecture": "Qwen2_5_VLForConditionalGeneration",
+        "text": {
+            "layers": t.num_hidden_layers, "hidden_size": t.hidden_size,
+            "intermediate_size": t.intermediate_size, "attention_heads": t.num_attention_heads,
+            "kv_heads": t.num_key_value_heads, "head_dim": t.head_dim(), "vocab_size": t.vocab_size,
+            "rope_theta": t.rope_theta, "mrope_section": t.mrope_section,
+            "tie_word_embeddings": t.tie_word_embeddings,
+        },
+        "vision": {
+            "depth": v.depth, "hidden_size": v.hidden_size, "intermediate_size": v.intermediate_size,
+            "heads": v.num_heads, "patch_size": v.patch_size, "window_size": v.window_size,
+            "fullatt_block_indexes": v.fullatt_block_indexes, "spatial_merge_size": v.spatial_merge_size,
+        },
+        "parameters": parameters,
+        "config_dtype": config.saved_dtype,
+        "stored_dtypes": stored_dtypes,
+        "weight_files": weight_files,
+        "tokenizer": tokenizer,
+        "chat_template": template.as_ref().map(|t| t.origin.display().to_string()),
+        "preprocessor": processor.as_ref().map(|p| json!({
+            "path": pre_path.display().to_string(), "min_pixels": p.min_pixels, "max_pixels": p.max_pixels,
+        })),
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{}", dir.display());
+        println!(
+            "  architecture   Qwen2.5-VL ({} parameters, config dtype {})",
+            parameters,
+            config.saved_dtype.as_deref().unwrap_or("?")
+        );
+        println!(
+            "  text           {} layers, hidden {}, {} heads / {} kv heads (head_dim {}), vocab {}, {} head",
+            t.num_hidden_layers,
+            t.hidden_size,
+            t.num_attention_heads,
+            t.num_key_value_heads,
+            t.head_dim(),
+            t.vocab_size,
+            if t.tie_word_embeddings { "tied" } else { "untied" }
+        );
+        println!(
+            "  vision         depth {}, hidden {}, {} heads, window {} px, full attention at {:?}",
+            v.depth, v.hidden_size, v.num_heads, v.window_size, v.fullatt_block_indexes
+        );
+        println!(
+            "  weights        {} file(s), stored as {}",
+            weight_files.len(),
+            stored_dtypes.join(", ")
+        );
+        println!(
+            "  tokenizer      {}",
+            tokenizer.map_or("MISSING".to_string(), |t| format!(
+                "{} ({} tokens)",
+                t["path"].as_str().unwrap_or(""),
+                t["vocab_size"]
+            ))
+        );
+        println!(
+            "  chat template  {}",
+            template.map_or("MISSING".to_string(), |t| t.origin.display().to_string())
+        );
+        println!(
+            "  preprocessor   {}",
+            processor.map_or(
+                "defaults (no preprocessor_config.json)".to_string(),
+                |p| format!("min_pixels {}, max_pixels {}", p.min_pixels, p.max_pixels)
+            )
+        );
+    }
+    Ok(if complete {
+        Outcome::Ok
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
+    let opts = LoadOptions::auto()?;
+    let ckpt = Checkpoint::load_with(&args.model, &opts)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let image = match &args.image {
+        Some(path) => Some(
+            ckpt.image_processor
+                .preprocess_file(path)
+                .with_context(|| format!("preprocessing {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let builder = ckpt.prompt_builder()?;
+    let grids: Vec<_> = image.iter().map(|i| i.grid_thw).collect();
+    let prompt_ids = builder.prompt_ids(args.system.as_deref(), &args.prompt, &grids)?;
+    let response_ids = builder.response_ids(&args.response)?;
+    let response_tokens = builder.decode_each(&response_ids)?;
+    let request = ScoringRequest {
+        prompt_ids: &prompt_ids,
+        response_ids: &response_ids,
+        image: image.as_ref(),
+    };
+    let logprobs = ckpt
+        .model
+        .log_probs(&[request], args.temperature)?
+        .to_vecs()?
+        .pop()
+        .unwrap_or_default();
+    if args.json {
+        let out = json!({
+            "prompt_ids": prompt_ids,
+            "response_ids": response_ids,
+            "response_tokens": response_tokens,
+            "logprobs": logprobs,
+        });
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!(
+            "prompt: {} tokens; response: {} tokens",
+            prompt_ids.len(),
+            response_ids.len()
+        );
+        for ((id, tok), lp) in response_ids.iter().zip(&response_tokens).zip(&logprobs) {
+            println!("{id:>8}  {lp:>10.5}  {tok:?}");
+        }
+        println!("sum {:.5}", logprobs.iter().map(|&x| x as f64).sum::<f64>());
+    }
+    Ok(Outcome::Ok)
 }

@@ -1,1 +1,41 @@
-//! Qwen2.5-VL in candle. (Being built: issue 4.)
+//! Qwen2.5-VL in candle: load Hugging Face checkpoints, score responses (log-probs), train.
+//!
+//! Why our own model: candle-transformers has Qwen3-VL only, returns only the last position and
+//! uses fused ops that record no backward (`../shared/README.md`). Everything here is built from
+//! differentiable compositions so that every parameter trains; transformers' Qwen2.5-VL is the
+//! numerical truth (`tools/golden/` writes the reference files the tests compare against).
+//!
+//! The pieces, one concern each:
+//! - [`config`]: `config.json` in the hub layout and the transformers-5 layout;
+//! - [`weights`]: safetensors (single or sharded) into a [`candle_nn::VarMap`] of trainable `Var`s,
+//!   and writing a checkpoint folder back;
+//! - [`processor`] + [`resize`]: the slow (PIL) `Qwen2VLImageProcessor`, bit for bit;
+//! - [`prompt`]: the chat template and image-placeholder expansion of `Qwen2_5_VLProcessor`;
+//! - [`positions`]: the 3-D M-RoPE position ids of `get_rope_index`;
+//! - [`vision`], [`text`]: the two towers; [`qwen25vl`]: the whole model, logits and log-probs;
+//! - [`checkpoint`]: a checkpoint folder loaded as one value.
+//!
+//! Part 2 (sampling) adds a KV cache to [`text::TextModel`] (attention already takes an explicit
+//! additive mask and per-row positions, so query and key lengths may differ); part 3 swaps the
+//! compositions in [`ops`] for fused custom ops with a backward, keeping these as the reference.
+
+pub mod checkpoint;
+pub mod config;
+mod error;
+pub mod ops;
+pub mod positions;
+pub mod processor;
+pub mod prompt;
+pub mod qwen25vl;
+pub mod resize;
+pub mod text;
+pub mod vision;
+pub mod weights;
+
+pub use checkpoint::{Checkpoint, LoadOptions};
+pub use config::{Qwen25VlConfig, TextConfig, VisionConfig};
+pub use error::ModelError;
+pub use processor::{GridThw, ImageProcessor, ProcessedImage};
+pub use prompt::{ChatTemplate, PromptBuilder};
+pub use qwen25vl::{Qwen25Vl, ResponseLogProbs, ScoringRequest, Sequence};
+pub use weights::save_checkpoint;

@@ -1,0 +1,138 @@
+//! The model's building blocks as differentiable compositions of candle primitives.
+//!
+//! Why not candle's fused `rms_norm` / `softmax_last_dim` / `rope`: they record no backward
+//! (`../shared/README.md`), so a model built on them trains silently wrong. These compositions
+//! are slower but exact; part 3 replaces them with fused custom ops that have a backward, and
+//! keeps these as the reference those ops are tested against.
+
+use candle_core::{DType, Result, Tensor, D};
+
+/// RMSNorm as Qwen2RMSNorm: `w * x / sqrt(mean(x^2) + eps)`, statistics in f32 for half types.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let internal = match dtype {
+        DType::F16 | DType::BF16 => DType::F32,
+        d => d,
+    };
+    let xf = x.to_dtype(internal)?;
+    let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = xf.broadcast_div(&(var + eps)?.sqrt()?)?;
+    normed.to_dtype(dtype)?.broadcast_mul(weight)
+}
+
+/// Softmax over the last dimension (max-subtracted, composed of exp / sum / div).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax(x, D::Minus1)
+}
+
+/// Log-softmax over the last dimension, composed (differentiable).
+pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::log_softmax(x, D::Minus1)
+}
+
+/// `x @ w^T + b` for `x` of any rank >= 2 (the last dimension is the input features), `w` of
+/// shape `(out, in)` as stored by PyTorch.
+pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims();
+    let in_features = dims[dims.len() - 1];
+    let rows = x.elem_count() / in_features.max(1);
+    let y = x.reshape((rows, in_features))?.matmul(&w.t()?)?;
+    let y = match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    };
+    let mut out_dims = dims.to_vec();
+    let last = out_dims.len() - 1;
+    out_dims[last] = w.dim(0)?;
+    y.reshape(out_dims)
+}
+
+/// `[-x2, x1]` where `x = [x1, x2]` split in halves along the last dimension.
+pub fn rotate_half(x: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d - d / 2)?;
+    Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)
+}
+
+/// Rotary embedding in the "rotate half" convention: `x * cos + rotate_half(x) * sin`, with
+/// `cos`/`sin` broadcast against `x`.
+pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    x.broadcast_mul(cos)?
+        .add(&rotate_half(x)?.broadcast_mul(sin)?)
+}
+
+/// SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
+pub fn swiglu_mlp(
+    x: &Tensor,
+    gate: (&Tensor, Option<&Tensor>),
+    up: (&Tensor, Option<&Tensor>),
+    down: (&Tensor, Option<&Tensor>),
+) -> Result<Tensor> {
+    let g = linear(x, gate.0, gate.1)?.silu()?;
+    let u = linear(x, up.0, up.1)?;
+    linear(&(g * u)?, down.0, down.1)
+}
+
+/// Scaled dot-product attention over `(.., heads, q, d)` x `(.., heads, k, d)` with an optional
+/// additive mask broadcast to the scores.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let scores = (q.matmul(&k.t()?)? * scale)?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    softmax_last_dim(&scores)?.matmul(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn compositions_record_a_backward() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(
+            &Tensor::arange(0f32, 12., &dev)
+                .unwrap()
+                .reshape((3, 4))
+                .unwrap(),
+        )
+        .unwrap();
+        let w = Var::ones(4, DType::F32, &dev).unwrap();
+        let y = rms_norm(x.as_tensor(), w.as_tensor(), 1e-6).unwrap();
+        let y = softmax_last_dim(&y).unwrap();
+        let y = apply_rotary(&y, &y.cos().unwrap(), &y.sin().unwrap()).unwrap();
+        let loss = y.sqr().unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        for v in [&x, &w] {
+            let g = grads.get(v.as_tensor()).expect("gradient recorded");
+            let m = g
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(m > 0.0);
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_definition() {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[3f32, 4.0]], &dev).unwrap();
+        let w = Tensor::new(&[1f32, 2.0], &dev).unwrap();
+        let y: Vec<Vec<f32>> = rms_norm(&x, &w, 0.0).unwrap().to_vec2().unwrap();
+        // mean(x^2) = 12.5, so y = [3, 8] / sqrt(12.5)
+        let r = 12.5f32.sqrt();
+        assert!((y[0][0] - 3.0 / r).abs() < 1e-6 && (y[0][1] - 8.0 / r).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,148 @@
+//! Pillow's bicubic resize of 8-bit RGB images, reproduced integer for integer.
+//!
+//! Why: transformers' slow `Qwen2VLImageProcessor` resizes with `PIL.Image.resize(..., BICUBIC)`;
+//! a generic bicubic (the `image` crate's, or a float one) differs by a few intensity levels on
+//! most pixels, which moves the model's logits. Pillow's algorithm (libImaging/Resample.c):
+//! a separable convolution, horizontal pass first, with the kernel widened by the scale factor
+//! when shrinking (antialiasing), coefficients normalised per output pixel, converted to
+//! fixed point with 22 fractional bits, accumulated in integers, rounded and clipped to 0..255
+//! after each pass.
+
+/// Fractional bits of Pillow's fixed-point coefficients: `32 - 8 - 2`.
+const PRECISION_BITS: u32 = 22;
+
+/// Pillow's bicubic kernel (a = -0.5), support 2.
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// For each output index: the first input index, and the fixed-point weights of the inputs
+/// from there on (Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`).
+fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = 2.0 * filterscale;
+    let mut out = Vec::with_capacity(out_size);
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        let ss = 1.0 / filterscale;
+        // Pillow truncates toward zero after adding 0.5 (`(int)(v + 0.5)`)
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64).max(0) as usize;
+        let n = xmax.saturating_sub(xmin);
+        let mut w: Vec<f64> = (0..n)
+            .map(|x| bicubic((x as f64 + xmin as f64 - center + 0.5) * ss))
+            .collect();
+        let total: f64 = w.iter().sum();
+        if total != 0.0 {
+            for v in &mut w {
+                *v /= total;
+            }
+        }
+        let fixed = w
+            .iter()
+            .map(|&v| {
+                let s = v * (1u64 << PRECISION_BITS) as f64;
+                if v < 0.0 {
+                    (-0.5 + s) as i32
+                } else {
+                    (0.5 + s) as i32
+                }
+            })
+            .collect();
+        out.push((xmin, fixed));
+    }
+    out
+}
+
+fn clip8(acc: i64) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Resizes an interleaved RGB (3 bytes per pixel) image of `width x height` to
+/// `new_width x new_height` exactly as `PIL.Image.resize(size, Image.BICUBIC)` does.
+pub fn resize_bicubic_rgb8(
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    new_width: usize,
+    new_height: usize,
+) -> Vec<u8> {
+    const C: usize = 3;
+    let half = 1i64 << (PRECISION_BITS - 1);
+    let mut src: Vec<u8> = pixels.to_vec();
+    let (mut w, h) = (width, height);
+
+    if new_width != w {
+        let coeffs = coefficients(w, new_width);
+        let mut out = vec![0u8; new_width * h * C];
+        for y in 0..h {
+            let row = &src[y * w * C..(y + 1) * w * C];
+            for (xx, (xmin, k)) in coeffs.iter().enumerate() {
+                for c in 0..C {
+                    let mut acc = half;
+                    for (i, &kv) in k.iter().enumerate() {
+                        acc += row[(xmin + i) * C + c] as i64 * kv as i64;
+                    }
+                    out[(y * new_width + xx) * C + c] = clip8(acc);
+                }
+            }
+        }
+        src = out;
+        w = new_width;
+    }
+    if new_height != h {
+        let coeffs = coefficients(h, new_height);
+        let mut out = vec![0u8; w * new_height * C];
+        for (yy, (ymin, k)) in coeffs.iter().enumerate() {
+            for x in 0..w {
+                for c in 0..C {
+                    let mut acc = half;
+                    for (i, &kv) in k.iter().enumerate() {
+                        acc += src[((ymin + i) * w + x) * C + c] as i64 * kv as i64;
+                    }
+                    out[(yy * w + x) * C + c] = clip8(acc);
+                }
+            }
+        }
+        src = out;
+    }
+    src
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_size_is_identity() {
+        let px: Vec<u8> = (0..(5 * 4 * 3)).map(|i| (i * 7 % 256) as u8).collect();
+        assert_eq!(resize_bicubic_rgb8(&px, 5, 4, 5, 4), px);
+    }
+
+    #[test]
+    fn constant_image_stays_constant() {
+        // weights are normalised per output pixel, so a flat image stays flat at any scale
+        let px = vec![77u8; 9 * 7 * 3];
+        for (nw, nh) in [(3, 2), (20, 15), (9, 14)] {
+            assert!(resize_bicubic_rgb8(&px, 9, 7, nw, nh)
+                .iter()
+                .all(|&v| v == 77));
+        }
+    }
+
+    #[test]
+    fn kernel_is_interpolating() {
+        assert_eq!(bicubic(0.0), 1.0);
+        assert_eq!(bicubic(1.0), 0.0);
+        assert_eq!(bicubic(2.0), 0.0);
+    }
+}
