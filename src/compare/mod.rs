@@ -471,20 +471,13 @@ fn setting_warnings(runs: &[RunData], baseline: usize, info: &[RunInfo]) -> Vec<
                 base.sampling.temperature, plan.sampling.temperature
             ));
         }
-        let (s, t) = (&base.sampling, &plan.sampling);
-        let mut other = Vec::new();
-        if s.top_p != t.top_p {
-            other.push(format!("top-p {} vs {}", s.top_p, t.top_p));
-        }
-        if s.top_k != t.top_k {
-            other.push(format!("top-k {} vs {}", s.top_k, t.top_k));
-        }
-        if s.max_tokens != t.max_tokens {
-            other.push(format!("max tokens {} vs {}", s.max_tokens, t.max_tokens));
-        }
-        if s.max_pixels != t.max_pixels {
-            other.push(format!("max pixels {} vs {}", s.max_pixels, t.max_pixels));
-        }
+        let mut other: Vec<String> = base
+            .sampling
+            .differences(&plan.sampling)
+            .into_iter()
+            .filter(|(name, _)| *name != "temperature")
+            .map(|(_, d)| d)
+            .collect();
         if base.system != plan.system {
             other.push("system message".into());
         }

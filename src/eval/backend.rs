@@ -31,6 +31,42 @@ impl Default for Sampling {
     }
 }
 
+impl Sampling {
+    /// Each setting that differs from `other`, as (name, "mine vs other"): the one list
+    /// behind `--resume`'s refusal and `compare`'s warnings.
+    pub fn differences(&self, other: &Sampling) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut check = |name: &'static str, a: String, b: String| {
+            if a != b {
+                out.push((name, format!("{name} {a} vs {b}")));
+            }
+        };
+        check(
+            "temperature",
+            self.temperature.to_string(),
+            other.temperature.to_string(),
+        );
+        check("top-p", self.top_p.to_string(), other.top_p.to_string());
+        check("top-k", self.top_k.to_string(), other.top_k.to_string());
+        check(
+            "max tokens",
+            self.max_tokens.to_string(),
+            other.max_tokens.to_string(),
+        );
+        check(
+            "max context",
+            self.max_context.to_string(),
+            other.max_context.to_string(),
+        );
+        check(
+            "max pixels",
+            self.max_pixels.to_string(),
+            other.max_pixels.to_string(),
+        );
+        out
+    }
+}
+
 /// One sample to produce.
 #[derive(Debug, Clone)]
 pub struct SampleRequest {

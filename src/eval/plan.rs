@@ -95,9 +95,13 @@ impl EvalPlan {
         if self.seed != previous.seed {
             diffs.push(format!("seed {} vs {}", previous.seed, self.seed));
         }
-        if self.sampling != previous.sampling {
-            diffs.push("sampling parameters".into());
-        }
+        diffs.extend(
+            previous
+                .sampling
+                .differences(&self.sampling)
+                .into_iter()
+                .map(|(_, d)| d),
+        );
         if self.system != previous.system {
             diffs.push("system message".into());
         }
