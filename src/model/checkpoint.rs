@@ -145,6 +145,18 @@ impl Checkpoint {
         })
     }
 
+    /// The tokens that end a response: config.json's `eos_token_id`(s) and `<|im_end|>` (the
+    /// chat turn's end, which instruct checkpoints emit before any EOS).
+    pub fn stop_token_ids(&self) -> Vec<u32> {
+        let mut ids = self.config.eos_token_ids.clone();
+        if let Some(id) = self.tokenizer.token_to_id("<|im_end|>") {
+            ids.push(id);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Every parameter (current values) under its hub name.
     pub fn named_parameters(&self) -> Result<HashMap<String, Tensor>, ModelError> {
         let data = self.varmap.data().lock().map_err(|_| {

@@ -22,6 +22,7 @@
 pub mod checkpoint;
 pub mod config;
 mod error;
+pub mod generate;
 pub mod ops;
 pub mod positions;
 pub mod processor;
@@ -35,6 +36,9 @@ pub mod weights;
 pub use checkpoint::{Checkpoint, LoadOptions};
 pub use config::{Qwen25VlConfig, TextConfig, VisionConfig};
 pub use error::ModelError;
+pub use generate::{
+    FinishReason, GeneratedSample, GenerationPrompt, SampleRequest, SamplingParams,
+};
 pub use processor::{GridThw, ImageProcessor, ProcessedImage};
 pub use prompt::{ChatTemplate, PromptBuilder};
 pub use qwen25vl::{Qwen25Vl, ResponseLogProbs, ScoringRequest, Sequence};
