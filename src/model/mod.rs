@@ -29,6 +29,7 @@ pub mod processor;
 pub mod prompt;
 pub mod qwen25vl;
 pub mod resize;
+pub mod rows;
 pub mod text;
 pub mod vision;
 pub mod weights;
