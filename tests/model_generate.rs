@@ -213,3 +213,69 @@ fn sampling_stops_at_a_stop_token_and_keeps_it() {
         .generate(&prompts, &bad, &params(1.0, 1.0, 0, 4))
         .is_err());
 }
+
+#[test]
+fn greedy_output_equals_transformers_greedy_output() {
+    // tools/golden/greedy.py: transformers' greedy tokens and the per-step gap between its two
+    // largest logits; compare up to the first near-tie (gap < 1e-3), where f32 rounding may
+    // legitimately pick the other token.
+    let mut compared = 0;
+    for &name in FIXTURES {
+        let ckpt = Checkpoint::load(&fixture_dir(name)).unwrap();
+        let golden: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixture_dir(name).join("greedy.json")).unwrap(),
+        )
+        .unwrap();
+        let mut p = params(
+            0.0,
+            1.0,
+            0,
+            golden["max_new_tokens"].as_u64().unwrap() as usize,
+        );
+        p.stop_token_ids = ids(&golden["eos_token_ids"]);
+        for case in golden["cases"].as_array().unwrap() {
+            let image = case["image"].as_str().map(|f| {
+                ckpt.image_processor
+                    .preprocess_file(&fixtures_root().join("images").join(f))
+                    .unwrap()
+            });
+            let prompt_ids = ids(&case["prompt_ids"]);
+            let prompts = [GenerationPrompt {
+                prompt_ids: &prompt_ids,
+                image: image.as_ref(),
+            }];
+            let ours = ckpt
+                .model
+                .generate(&prompts, &[SampleRequest { prompt: 0, seed: 0 }], &p)
+                .unwrap()
+                .pop()
+                .unwrap();
+            let theirs = ids(&case["tokens"]);
+            let gaps: Vec<f64> = case["top2_gaps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g.as_f64().unwrap())
+                .collect();
+            let n = gaps.iter().position(|&g| g < 1e-3).unwrap_or(theirs.len());
+            if n < theirs.len() {
+                println!(
+                    "{name}/{}: near-tie at step {n}, compared {n} tokens",
+                    case["case"]
+                );
+            }
+            assert_eq!(
+                ours.token_ids[..n.min(ours.token_ids.len())],
+                theirs[..n],
+                "{name}/{}: greedy tokens differ from transformers'",
+                case["case"]
+            );
+            if n == theirs.len() {
+                assert_eq!(ours.token_ids, theirs, "{name}/{}: length", case["case"]);
+            }
+            compared += n;
+        }
+    }
+    println!("greedy: {compared} tokens equal to transformers'");
+    assert!(compared > 300);
+}

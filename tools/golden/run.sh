@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates tests/fixtures/qwen25vl/ with the pinned oracle (see requirements.txt).
+# Regenerates the golden files with the pinned oracle (see requirements.txt):
+#   run.sh [generate] [args]  rewrites tests/fixtures/qwen25vl/ (checkpoints and references);
+#   run.sh greedy             adds <fixture>/greedy.json (transformers' greedy decoding).
 # Creates tools/golden/.venv on first use (torch from PyPI: a large download, CPU is all we use).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -8,4 +10,9 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet -r "$here/requirements.txt"
-"$venv/bin/python" "$here/generate.py" "$@"
+script=generate.py
+case "${1:-}" in
+  generate) shift ;;
+  greedy) script=greedy.py; shift ;;
+esac
+"$venv/bin/python" "$here/$script" "$@"
