@@ -47,6 +47,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    spotlight::model::pin_thread_count();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(cmd) => cli::bench::run(cmd),

@@ -67,21 +67,7 @@ fn rows_matmul_f32(x: &[f32], w: &[f32], rows: usize, inp: usize, out: usize) ->
         .into_par_iter()
         .map(|blk| {
             let cols = blk * COL_BLOCK..((blk + 1) * COL_BLOCK).min(out);
-            let mut part = Vec::with_capacity(cols.len() * rows);
-            for c in cols {
-                let wr = &w[c * inp..(c + 1) * inp];
-                let mut r = 0;
-                while r + ROW_BLOCK <= rows {
-                    let xr: [&[f32]; ROW_BLOCK] =
-                        std::array::from_fn(|i| &x[(r + i) * inp..(r + i + 1) * inp]);
-                    part.extend_from_slice(&dot_block(xr, wr));
-                    r += ROW_BLOCK;
-                }
-                for rr in r..rows {
-                    part.push(dot(&x[rr * inp..(rr + 1) * inp], wr));
-                }
-            }
-            part
+            column_block(x, w, rows, inp, cols)
         })
         .collect();
     let mut y = vec![0f32; rows * out];
@@ -94,6 +80,61 @@ fn rows_matmul_f32(x: &[f32], w: &[f32], rows: usize, inp: usize, out: usize) ->
         }
     }
     y
+}
+
+/// One task's output features for every row, compiled for AVX2 where the CPU has it. The
+/// lanes are independent IEEE sums either way (no fused multiply-add, no reassociation), so both
+/// builds give the same bits.
+fn column_block(
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    inp: usize,
+    cols: std::ops::Range<usize>,
+) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { column_block_avx2(x, w, rows, inp, cols) };
+    }
+    column_block_portable(x, w, rows, inp, cols)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn column_block_avx2(
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    inp: usize,
+    cols: std::ops::Range<usize>,
+) -> Vec<f32> {
+    column_block_portable(x, w, rows, inp, cols)
+}
+
+#[inline(always)]
+fn column_block_portable(
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    inp: usize,
+    cols: std::ops::Range<usize>,
+) -> Vec<f32> {
+    let mut part = Vec::with_capacity(cols.len() * rows);
+    for c in cols {
+        let wr = &w[c * inp..(c + 1) * inp];
+        let mut r = 0;
+        while r + ROW_BLOCK <= rows {
+            let xr: [&[f32]; ROW_BLOCK] =
+                std::array::from_fn(|i| &x[(r + i) * inp..(r + i + 1) * inp]);
+            part.extend_from_slice(&dot_block(xr, wr));
+            r += ROW_BLOCK;
+        }
+        for rr in r..rows {
+            part.push(dot(&x[rr * inp..(rr + 1) * inp], wr));
+        }
+    }
+    part
 }
 
 /// The one summation order: lane `j` accumulates products `j, j + LANES, ...`; the remainder
@@ -195,6 +236,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_portable_and_the_dispatched_kernels_give_the_same_bits() {
+        let w: Vec<f32> = random((70, 45), 7)
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let x: Vec<f32> = random((6, 45), 8).flatten_all().unwrap().to_vec1().unwrap();
+        let a = column_block(&x, &w, 6, 45, 0..70);
+        let b = column_block_portable(&x, &w, 6, 45, 0..70);
+        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()));
     }
 
     #[test]
