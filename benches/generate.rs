@@ -38,7 +38,7 @@ fn bench(c: &mut Criterion) {
         .expect("prompt");
     let prompts = [GenerationPrompt {
         prompt_ids: &prompt_ids,
-        image: Some(&image),
+        images: vec![&image],
     }];
     let params = SamplingParams {
         temperature: 1.0,

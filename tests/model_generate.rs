@@ -18,8 +18,8 @@ const IMAGES: &[Option<&str>] = &[
     Some("small30x40.png"),
 ];
 
-/// Sixteen prompts with other texts, images (or none) and so other lengths.
-fn mixed_prompts(ckpt: &Checkpoint) -> Vec<(Vec<u32>, Option<ProcessedImage>)> {
+/// Sixteen prompts with other texts, images (none, one or two) and so other lengths.
+fn mixed_prompts(ckpt: &Checkpoint) -> Vec<(Vec<u32>, Vec<ProcessedImage>)> {
     let builder = ckpt.prompt_builder().unwrap();
     let golden = Golden::load(ckpt.dir.file_name().unwrap().to_str().unwrap());
     let texts: Vec<String> = golden
@@ -29,11 +29,17 @@ fn mixed_prompts(ckpt: &Checkpoint) -> Vec<(Vec<u32>, Option<ProcessedImage>)> {
         .collect();
     (0..16)
         .map(|i| {
-            let image = IMAGES[i % IMAGES.len()].map(|f| {
+            let load = |f: &str| {
                 ckpt.image_processor
                     .preprocess_file(&fixtures_root().join("images").join(f))
                     .unwrap()
-            });
+            };
+            let mut image: Vec<ProcessedImage> =
+                IMAGES[i % IMAGES.len()].map(load).into_iter().collect();
+            if i % 7 == 6 {
+                // two images in one prompt, as MMMU-Pro has
+                image.push(load("small30x40.png"));
+            }
             let grids: Vec<GridThw> = image.iter().map(|im| im.grid_thw).collect();
             let text = format!("{} {}", texts[i % texts.len()], "and more ".repeat(i % 4));
             let ids = builder.prompt_ids(None, &text, &grids).unwrap();
@@ -42,11 +48,11 @@ fn mixed_prompts(ckpt: &Checkpoint) -> Vec<(Vec<u32>, Option<ProcessedImage>)> {
         .collect()
 }
 
-fn as_prompts(p: &[(Vec<u32>, Option<ProcessedImage>)]) -> Vec<GenerationPrompt<'_>> {
+fn as_prompts(p: &[(Vec<u32>, Vec<ProcessedImage>)]) -> Vec<GenerationPrompt<'_>> {
     p.iter()
         .map(|(ids, im)| GenerationPrompt {
             prompt_ids: ids,
-            image: im.as_ref(),
+            images: im.iter().collect(),
         })
         .collect()
 }
@@ -144,7 +150,9 @@ fn sampled_log_probs_match_a_separate_scoring_pass() {
         let prompts = as_prompts(&owned);
         for t in [1.0, 0.6] {
             let p = params(t, 1.0, 0, 16);
+            // scoring takes one image per sequence: leave out the two-image prompts
             let reqs: Vec<SampleRequest> = (0..prompts.len())
+                .filter(|&i| prompts[i].images.len() <= 1)
                 .map(|i| SampleRequest {
                     prompt: i,
                     seed: 42 + i as u64,
@@ -157,7 +165,7 @@ fn sampled_log_probs_match_a_separate_scoring_pass() {
                 .map(|(s, r)| ScoringRequest {
                     prompt_ids: prompts[r.prompt].prompt_ids,
                     response_ids: &s.token_ids,
-                    image: prompts[r.prompt].image,
+                    image: prompts[r.prompt].images.first().copied(),
                 })
                 .collect();
             let scored = ckpt
@@ -242,7 +250,7 @@ fn greedy_output_equals_transformers_greedy_output() {
             let prompt_ids = ids(&case["prompt_ids"]);
             let prompts = [GenerationPrompt {
                 prompt_ids: &prompt_ids,
-                image: image.as_ref(),
+                images: image.iter().collect(),
             }];
             let ours = ckpt
                 .model

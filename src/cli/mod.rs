@@ -10,6 +10,7 @@ pub mod export;
 pub mod grade;
 pub mod model;
 pub mod report;
+pub mod serve;
 pub mod synth;
 
 use std::process::ExitCode;

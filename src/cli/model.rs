@@ -291,7 +291,7 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     };
     let prompts = [GenerationPrompt {
         prompt_ids: &prompt_ids,
-        image: image.as_ref(),
+        images: image.iter().collect(),
     }];
     let requests: Vec<SampleRequest> = (0..args.k)
         .map(|i| SampleRequest {

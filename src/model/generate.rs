@@ -47,11 +47,12 @@ pub struct SamplingParams {
     pub stop_token_ids: Vec<u32>,
 }
 
-/// A prompt to continue: chat-template token ids (image placeholders expanded) and its image.
-#[derive(Debug, Clone, Copy)]
+/// A prompt to continue: chat-template token ids (image placeholders expanded) and its images
+/// in order of appearance.
+#[derive(Debug, Clone)]
 pub struct GenerationPrompt<'a> {
     pub prompt_ids: &'a [u32],
-    pub image: Option<&'a ProcessedImage>,
+    pub images: Vec<&'a ProcessedImage>,
 }
 
 /// One sample to draw: which prompt, and the sequence's own seed (e.g.
@@ -166,7 +167,7 @@ impl Qwen25Vl {
             }
             let seq = Sequence {
                 ids: prompt.prompt_ids,
-                images: prompt.image.into_iter().collect(),
+                images: prompt.images.clone(),
             };
             let prefill = self.prefill(&seq)?;
             let logits = self

@@ -21,6 +21,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod engine;
 mod error;
 pub mod generate;
 pub mod ops;
@@ -36,6 +37,7 @@ pub mod weights;
 
 pub use checkpoint::{Checkpoint, LoadOptions};
 pub use config::{Qwen25VlConfig, TextConfig, VisionConfig};
+pub use engine::{ChatEngine, ChatRequest, ChatResponse, ChatSampling};
 pub use error::ModelError;
 pub use generate::{
     FinishReason, GeneratedSample, GenerationPrompt, SampleRequest, SamplingParams,
