@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use super::generate::{FinishReason, GenerationPrompt, SampleRequest, SamplingParams};
+use super::generate::{
+    FinishReason, GeneratedSample, GenerationPrompt, SampleRequest, SamplingParams,
+};
 use super::processor::ProcessedImage;
 use super::{Checkpoint, ModelError};
 
@@ -70,7 +72,7 @@ struct Pending {
     prompt_key: [u8; 32],
     seed: u64,
     params: SamplingParams,
-    reply: Sender<Result<(Vec<u32>, Vec<f32>, FinishReason), ModelError>>,
+    reply: Sender<Result<GeneratedSample, ModelError>>,
 }
 
 /// A checkpoint behind a batching worker thread.
@@ -158,7 +160,11 @@ impl ChatEngine {
             .map_err(|_| ModelError::Input("generation queue poisoned".into()))?
             .send(pending)
             .map_err(|_| ModelError::Input("the generation thread has stopped".into()))?;
-        let (token_ids, logprobs, finish) = answer
+        let GeneratedSample {
+            token_ids,
+            logprobs,
+            finish,
+        } = answer
             .recv()
             .map_err(|_| ModelError::Input("the generation thread has stopped".into()))??;
         let text = ckpt
@@ -230,7 +236,7 @@ fn run_group(ckpt: &Checkpoint, group: Vec<Pending>) {
         Ok(outputs) => {
             for (p, out) in group.iter().zip(outputs) {
                 // a caller that gave up is not an error here
-                let _ = p.reply.send(Ok((out.token_ids, out.logprobs, out.finish)));
+                let _ = p.reply.send(Ok(out));
             }
         }
         Err(e) => {

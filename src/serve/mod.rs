@@ -287,9 +287,12 @@ pub fn parse_request(body: &Value, settings: &ServeSettings) -> Result<ParsedReq
     })
 }
 
+/// A message's text and its encoded images.
+type MessageContent = (String, Vec<Arc<[u8]>>);
+
 /// A message's text and images: a string, or parts of type `text` and `image_url` (base64
 /// `data:` URLs only: the server fetches nothing).
-fn content(value: Option<&Value>, index: usize) -> Result<(String, Vec<Arc<[u8]>>), ApiError> {
+fn content(value: Option<&Value>, index: usize) -> Result<MessageContent, ApiError> {
     match value {
         Some(Value::String(s)) => Ok((s.clone(), Vec::new())),
         Some(Value::Array(parts)) => {
