@@ -60,7 +60,9 @@ fn start_server() -> Server {
 }
 
 /// (benchmark, item, sample) -> (response, extracted, correct, finish) from a run's log.
-fn outcomes(run: &Path) -> BTreeMap<(String, String, u64), (String, String, bool, String)> {
+type Outcomes = BTreeMap<(String, String, u64), (String, String, bool, String)>;
+
+fn outcomes(run: &Path) -> Outcomes {
     std::fs::read_to_string(run.join("samples.jsonl"))
         .unwrap()
         .lines()
