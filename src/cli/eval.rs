@@ -91,6 +91,10 @@ pub struct EvalArgs {
     /// Print summary.json on stdout.
     #[arg(long)]
     pub json: bool,
+    /// A sentence the report shows under its title, e.g. what the evaluated model is (`just
+    /// eval-all` says when it is the random-weight default model).
+    #[arg(long, default_value = "")]
+    pub note: String,
 }
 
 /// The grader of a reward rule set: the project's `reward_rules/<name>.toml` when present
@@ -196,7 +200,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
     let records = eval::SampleLog::read(&outcome.run_dir)?;
     let published =
         report::read_table1(&registry.root.join("reports/paper/table1_main_results.csv"))?;
-    let markdown = report::render_run_report(
+    let mut markdown = report::render_run_report(
         &plan,
         &outcome.summary,
         &published,
@@ -204,6 +208,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
         &records,
         2,
     );
+    if !args.note.trim().is_empty() {
+        markdown = with_note(&markdown, args.note.trim());
+    }
     let report_dir = args
         .report_dir
         .clone()
@@ -254,4 +261,24 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::CheckFailed);
     }
     Ok(Outcome::Ok)
+}
+
+/// The report with `note` as a quoted paragraph right under its title line.
+fn with_note(markdown: &str, note: &str) -> String {
+    let (title, rest) = markdown.split_once('\n').unwrap_or((markdown, ""));
+    format!("{title}\n\n> **Note:** {note}\n{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_note_goes_under_the_title() {
+        let out = with_note("# Report: x\n\n- Evaluated: y\n", "random weights");
+        assert_eq!(
+            out,
+            "# Report: x\n\n> **Note:** random weights\n\n- Evaluated: y\n"
+        );
+    }
 }
