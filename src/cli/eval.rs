@@ -39,6 +39,12 @@ pub struct EvalArgs {
     /// Seconds one HTTP attempt may take, connecting to last byte.
     #[arg(long, value_name = "SECS", default_value_t = 600.0)]
     pub request_timeout: f64,
+    /// HTTP: send an item's k samples in one request with `n` instead of one request per
+    /// sample. Faster on servers that share the prefill, but the server seeds the samples
+    /// (from the first sample's seed), so they no longer follow the derived per-sample
+    /// seeds; the run record says so.
+    #[arg(long, requires = "endpoint")]
+    pub n_per_request: bool,
     /// HTTP retries after a 429, 408, 5xx, dropped connection or timeout (exponential
     /// backoff with jitter); a sample still failing then is recorded with its error.
     #[arg(long, default_value_t = 4)]
@@ -136,6 +142,11 @@ fn http_backend(args: &EvalArgs, endpoint: &str) -> anyhow::Result<eval::http::H
     let config = eval::http::HttpConfig {
         request_timeout,
         retries: args.retries,
+        samples_per_request: if args.n_per_request {
+            args.k.max(1) as usize
+        } else {
+            1
+        },
         ..eval::http::HttpConfig::new(endpoint, served_model)
     };
     Ok(eval::http::HttpBackend::new(config, api_key)?)
