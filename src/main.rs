@@ -29,6 +29,8 @@ enum Command {
     Eval(Box<cli::eval::EvalArgs>),
     /// Grade responses against ground truths with a reward rule set.
     Grade(cli::grade::GradeArgs),
+    /// Train a checkpoint with GRPO, DAPO or VPPO from a recipe.
+    Train(Box<cli::train::TrainArgs>),
     /// Serve a checkpoint on an OpenAI-compatible API (/v1/chat/completions).
     Serve(cli::serve::ServeArgs),
     /// Qwen2.5-VL checkpoints: info, log-probs, sampling.
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Grade(args) => cli::grade::run(args),
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Serve(args) => cli::serve::run(args),
+        Command::Train(args) => cli::train::run(*args),
         Command::Debug(cmd) => cli::debug::run(cmd),
         Command::Export(cmd) => cli::export::run(cmd),
         Command::Compare(args) => cli::compare::run(args),

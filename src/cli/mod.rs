@@ -12,6 +12,7 @@ pub mod model;
 pub mod report;
 pub mod serve;
 pub mod synth;
+pub mod train;
 
 use std::process::ExitCode;
 

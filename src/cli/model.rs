@@ -217,11 +217,24 @@ fn info(dir: &Path, as_json: bool) -> anyhow::Result<Outcome> {
     })
 }
 
-fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
+/// A checkpoint with one chat prompt (and its image) prepared: what `logprobs` and `generate`
+/// both start from.
+struct PreparedPrompt {
+    ckpt: Checkpoint,
+    image: Option<spotlight::model::ProcessedImage>,
+    prompt_ids: Vec<u32>,
+}
+
+fn prepare_prompt(
+    model: &Path,
+    image: Option<&Path>,
+    system: Option<&str>,
+    prompt: &str,
+) -> anyhow::Result<PreparedPrompt> {
     let opts = LoadOptions::auto()?;
-    let ckpt = Checkpoint::load_with(&args.model, &opts)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    let image = match &args.image {
+    let ckpt = Checkpoint::load_with(model, &opts)
+        .with_context(|| format!("loading {}", model.display()))?;
+    let image = match image {
         Some(path) => Some(
             ckpt.image_processor
                 .preprocess_file(path)
@@ -229,9 +242,27 @@ fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
         ),
         None => None,
     };
-    let builder = ckpt.prompt_builder()?;
     let grids: Vec<_> = image.iter().map(|i| i.grid_thw).collect();
-    let prompt_ids = builder.prompt_ids(args.system.as_deref(), &args.prompt, &grids)?;
+    let prompt_ids = ckpt.prompt_builder()?.prompt_ids(system, prompt, &grids)?;
+    Ok(PreparedPrompt {
+        ckpt,
+        image,
+        prompt_ids,
+    })
+}
+
+fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
+    let PreparedPrompt {
+        ckpt,
+        image,
+        prompt_ids,
+    } = prepare_prompt(
+        &args.model,
+        args.image.as_deref(),
+        args.system.as_deref(),
+        &args.prompt,
+    )?;
+    let builder = ckpt.prompt_builder()?;
     let response_ids = builder.response_ids(&args.response)?;
     let response_tokens = builder.decode_each(&response_ids)?;
     let request = ScoringRequest {
@@ -268,20 +299,16 @@ fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
 }
 
 fn generate(args: &GenerateArgs) -> anyhow::Result<Outcome> {
-    let opts = LoadOptions::auto()?;
-    let ckpt = Checkpoint::load_with(&args.model, &opts)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    let image = match &args.image {
-        Some(path) => Some(
-            ckpt.image_processor
-                .preprocess_file(path)
-                .with_context(|| format!("preprocessing {}", path.display()))?,
-        ),
-        None => None,
-    };
-    let builder = ckpt.prompt_builder()?;
-    let grids: Vec<_> = image.iter().map(|i| i.grid_thw).collect();
-    let prompt_ids = builder.prompt_ids(args.system.as_deref(), &args.prompt, &grids)?;
+    let PreparedPrompt {
+        ckpt,
+        image,
+        prompt_ids,
+    } = prepare_prompt(
+        &args.model,
+        args.image.as_deref(),
+        args.system.as_deref(),
+        &args.prompt,
+    )?;
     let params = SamplingParams {
         temperature: args.temperature,
         top_p: args.top_p,

@@ -24,6 +24,7 @@ pub mod config;
 pub mod engine;
 mod error;
 pub mod generate;
+pub mod init;
 pub mod ops;
 pub mod positions;
 pub mod processor;
