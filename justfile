@@ -48,19 +48,14 @@ eval-all data=data:
     else
         dir="{{default_model}}"
         if [ ! -f "$dir/config.json" ]; then
-            if {{spotlight}} synth model --help >/dev/null 2>&1; then
-                echo "Generating the default model (random weights, seed 0) in $dir"
-                {{spotlight}} synth model --preset tiny --seed 0 --out "$dir"
-            else
-                # until `spotlight synth model` lands: the test fixture, also random weights
-                dir="tests/fixtures/qwen25vl/tiny"
-            fi
+            echo "Generating the default model (random weights, seed 0) in $dir"
+            {{spotlight}} synth model --preset tiny --seed 0 --out "$dir"
         fi
         run="{{run}}"; [ -n "$run" ] || run="runs/eval-all-default-model"
         backend=(--model "$dir")
         # a random model's answers are noise: cap the work, and say so in the report
-        extra+=(--max-tokens 128 --max-pixels 200704)
-        note="The evaluated model is Spotlight's default model ($dir): a small Qwen2.5-VL-architecture checkpoint with RANDOM weights, not a trained model: its answers are noise, and its accuracy says nothing about any real model. New tokens are capped at 128 and images at 200704 pixels (256x28x28) to keep the run to minutes; the authors' settings are 2048 and 589824. Pass model=DIR or endpoint=URL served=NAME to evaluate a real model."
+        extra+=(--max-tokens 128 --max-pixels 12544)
+        note="The evaluated model is Spotlight's default model ($dir, \`spotlight synth model --preset tiny --seed 0\`): a small Qwen2.5-VL-architecture checkpoint with RANDOM weights, not a trained model: its answers are noise, and its accuracy says nothing about any real model. New tokens are capped at 128 and images at 12544 pixels (112x112, the preset's own processor limit) to keep the run to minutes; the authors' settings are 2048 and 589824. Pass model=DIR or endpoint=URL served=NAME to evaluate a real model."
     fi
     resume=(); [ -f "$run/run.json" ] && resume=(--resume)
     {{spotlight}} eval "${backend[@]}" --bench all --k "{{k}}" --data "{{data}}" --out "$run" --note "$note" "${extra[@]}" "${resume[@]}"

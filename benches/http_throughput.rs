@@ -39,7 +39,14 @@ impl Drop for Server {
 
 fn start_server(model: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_spotlight"))
-        .args(["serve", "--port", "0", "--served-model-name", "bench", "--model"])
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--served-model-name",
+            "bench",
+            "--model",
+        ])
         .arg(model)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -76,7 +76,10 @@ fn the_tiny_model_is_deterministic_complete_and_samples() {
         String::from_utf8_lossy(&info.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
-    assert_eq!(v["architecture"], "Qwen2_5_VLForConditionalGeneration", "{v}");
+    assert_eq!(
+        v["architecture"], "Qwen2_5_VLForConditionalGeneration",
+        "{v}"
+    );
     assert_eq!(v["text"]["layers"], 4, "{v}");
 
     let image =
