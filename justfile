@@ -13,31 +13,52 @@ default:
 profile := "release"
 spotlight := "cargo run --quiet --profile " + profile + " --"
 
-# An OpenAI-compatible endpoint (vLLM, SGLang) and its served model name, to evaluate a
-# real model: `just eval-all endpoint=http://localhost:8000 served=Qwen/Qwen2.5-VL-7B-Instruct`.
+# What `eval-all` evaluates. Nothing set: the default model, a small random-weight
+# Qwen2.5-VL checkpoint the project generates (deterministic) into `default_model`, with new
+# tokens and image pixels capped so the run takes minutes on a laptop. `model=DIR`: a real
+# checkpoint folder, embedded, at the authors' settings. `endpoint=URL served=NAME`: an
+# OpenAI-compatible server (vLLM, SGLang, `spotlight serve`), e.g.
+# `just eval-all endpoint=http://localhost:8000 served=Qwen/Qwen2.5-VL-7B-Instruct`.
+model := ""
 endpoint := ""
 served := ""
-run := "runs/eval-all"
+default_model := "runs/default-model/tiny-random"
+# Run folder; empty: runs/eval-all-<what is evaluated>. A run folder that exists is resumed.
+run := ""
+# Items per benchmark (empty: all); CI's smoke run uses a few.
+limit := ""
+k := "8"
 
-# With `endpoint=` this evaluates the served model on all eight benchmarks (avg@8, the
-# authors' settings) and writes reports/<run>.md. Without it — until the embedded model can
-# sample (issue 5) — it ingests and validates the eight benchmarks and prints the table.
-# The main job: evaluate on the eight benchmarks (see above for what runs without a model).
+# The main job: avg@k on the eight benchmarks (never the synthetic one), a progress bar per
+# benchmark, the report in the paper's layout; prints the report's path.
 eval-all data=data:
     #!/usr/bin/env bash
     set -euo pipefail
+    extra=()
+    [ -n "{{limit}}" ] && extra+=(--limit "{{limit}}")
     if [ -n "{{endpoint}}" ]; then
-        resume=""; [ -f "{{run}}/run.json" ] && resume="--resume"
-        {{spotlight}} eval --endpoint "{{endpoint}}" --served-model "{{served}}" --bench all --k 8 --data "{{data}}" --out "{{run}}" $resume
-        exit 0
+        [ -n "{{served}}" ] || { echo "endpoint= needs served=NAME (the model name the server serves)" >&2; exit 2; }
+        run="{{run}}"; [ -n "$run" ] || run="runs/eval-all-$(basename "{{served}}")"
+        backend=(--endpoint "{{endpoint}}" --served-model "{{served}}")
+        note=""
+    elif [ -n "{{model}}" ]; then
+        run="{{run}}"; [ -n "$run" ] || run="runs/eval-all-$(basename "{{model}}")"
+        backend=(--model "{{model}}")
+        note=""
+    else
+        dir="{{default_model}}"
+        if [ ! -f "$dir/config.json" ]; then
+            echo "Generating the default model (random weights, seed 0) in $dir"
+            {{spotlight}} synth model --preset tiny --seed 0 --out "$dir"
+        fi
+        run="{{run}}"; [ -n "$run" ] || run="runs/eval-all-default-model"
+        backend=(--model "$dir")
+        # a random model's answers are noise: cap the work, and say so in the report
+        extra+=(--max-tokens 128 --max-pixels 12544)
+        note="The evaluated model is Spotlight's default model ($dir, \`spotlight synth model --preset tiny --seed 0\`): a small Qwen2.5-VL-architecture checkpoint with RANDOM weights, not a trained model: its answers are noise, and its accuracy says nothing about any real model. New tokens are capped at 128 and images at 12544 pixels (112x112, the preset's own processor limit) to keep the run to minutes; the authors' settings are 2048 and 589824. Pass model=DIR or endpoint=URL served=NAME to evaluate a real model."
     fi
-    echo "NOTE: no model is evaluated (the embedded sampling backend is not built yet; pass endpoint=URL served=NAME for a served model): this ingests and validates the eight benchmarks."
-    {{spotlight}} bench list --data "{{data}}"
-    {{spotlight}} bench validate --all --data "{{data}}"
-    if [ "{{data}}" = "bundled" ] && [ -d ../shared/benchmarks-sample ]; then
-        echo; echo "Real sample files found in ../shared/benchmarks-sample:"
-        {{spotlight}} bench validate --all --data ../shared/benchmarks-sample
-    fi
+    resume=(); [ -f "$run/run.json" ] && resume=(--resume)
+    {{spotlight}} eval "${backend[@]}" --bench all --k "{{k}}" --data "{{data}}" --out "$run" --note "$note" "${extra[@]}" "${resume[@]}"
 
 # Format check, clippy with warnings denied, all tests.
 test:

@@ -223,3 +223,93 @@ fn a_run_where_every_sample_fails_exits_1() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("every one of the 4 samples failed"));
 }
+
+#[test]
+fn n_per_request_sends_an_items_samples_in_one_request_and_records_it() {
+    let server = start_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let (batched_run, embedded_run) = (tmp.path().join("n"), tmp.path().join("embedded"));
+    for (backend, run) in [
+        (
+            vec![
+                "--endpoint",
+                server.url.as_str(),
+                "--served-model",
+                "tiny",
+                "--n-per-request",
+            ],
+            &batched_run,
+        ),
+        (vec!["--model", MODEL], &embedded_run),
+    ] {
+        let out = spotlight()
+            .arg("eval")
+            .args(backend)
+            .args(SETTINGS)
+            .arg("--out")
+            .arg(run)
+            .arg("--report-dir")
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (batched, embedded) = (outcomes(&batched_run), outcomes(&embedded_run));
+    // every (item, sample) exactly once, none failed (`outcomes` asserts no errors)
+    assert_eq!(
+        batched.keys().collect::<Vec<_>>(),
+        embedded.keys().collect::<Vec<_>>()
+    );
+    // the request carries sample 0's seed, and the server draws choice 0 with it; the other
+    // choices are the server's draws, not the derived per-sample seeds
+    for (key, outcome) in &batched {
+        if key.2 == 0 {
+            assert_eq!(outcome, &embedded[key], "{key:?}");
+        }
+    }
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(batched_run.join("run.json")).unwrap())
+            .unwrap();
+    let backend = plan["backend"].as_str().unwrap();
+    assert!(backend.contains("server-seeded"), "{backend}");
+}
+
+/// Regression: axum refuses bodies over 2 MB unless told otherwise, so a request carrying one
+/// large image (base64 grows it by a third) got a bare 413 instead of an answer.
+#[test]
+fn serve_takes_a_request_with_an_image_over_2_mb() {
+    let server = start_server();
+    // 1100 x 1000 pixels of noise: a PNG of about 3.3 MB, 4.4 MB in base64
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let img = image::RgbImage::from_fn(1100, 1000, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        image::Rgb([state as u8, (state >> 8) as u8, (state >> 16) as u8])
+    });
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD.encode(&png);
+    assert!(data.len() > 2 << 20, "{} bytes", data.len());
+    let body = serde_json::json!({"model": "tiny", "max_tokens": 2, "seed": 1,
+        "mm_processor_kwargs": {"max_pixels": 56 * 56},
+        "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{data}")}},
+            {"type": "text", "text": "what?"}]}]});
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/chat/completions", server.url))
+        .json(&body)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"].as_array().unwrap().len(), 1);
+}

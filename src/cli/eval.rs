@@ -39,6 +39,12 @@ pub struct EvalArgs {
     /// Seconds one HTTP attempt may take, connecting to last byte.
     #[arg(long, value_name = "SECS", default_value_t = 600.0)]
     pub request_timeout: f64,
+    /// HTTP: send an item's k samples in one request with `n` instead of one request per
+    /// sample. Faster on servers that share the prefill, but the server seeds the samples
+    /// (from the first sample's seed), so they no longer follow the derived per-sample
+    /// seeds; the run record says so.
+    #[arg(long, requires = "endpoint")]
+    pub n_per_request: bool,
     /// HTTP retries after a 429, 408, 5xx, dropped connection or timeout (exponential
     /// backoff with jitter); a sample still failing then is recorded with its error.
     #[arg(long, default_value_t = 4)]
@@ -91,6 +97,10 @@ pub struct EvalArgs {
     /// Print summary.json on stdout.
     #[arg(long)]
     pub json: bool,
+    /// A sentence the report shows under its title, e.g. what the evaluated model is (`just
+    /// eval-all` says when it is the random-weight default model).
+    #[arg(long, default_value = "")]
+    pub note: String,
 }
 
 /// The grader of a reward rule set: the project's `reward_rules/<name>.toml` when present
@@ -132,6 +142,11 @@ fn http_backend(args: &EvalArgs, endpoint: &str) -> anyhow::Result<eval::http::H
     let config = eval::http::HttpConfig {
         request_timeout,
         retries: args.retries,
+        samples_per_request: if args.n_per_request {
+            args.k.max(1) as usize
+        } else {
+            1
+        },
         ..eval::http::HttpConfig::new(endpoint, served_model)
     };
     Ok(eval::http::HttpBackend::new(config, api_key)?)
@@ -196,7 +211,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
     let records = eval::SampleLog::read(&outcome.run_dir)?;
     let published =
         report::read_table1(&registry.root.join("reports/paper/table1_main_results.csv"))?;
-    let markdown = report::render_run_report(
+    let mut markdown = report::render_run_report(
         &plan,
         &outcome.summary,
         &published,
@@ -204,6 +219,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
         &records,
         2,
     );
+    if !args.note.trim().is_empty() {
+        markdown = with_note(&markdown, args.note.trim());
+    }
     let report_dir = args
         .report_dir
         .clone()
@@ -254,4 +272,24 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::CheckFailed);
     }
     Ok(Outcome::Ok)
+}
+
+/// The report with `note` as a quoted paragraph right under its title line.
+fn with_note(markdown: &str, note: &str) -> String {
+    let (title, rest) = markdown.split_once('\n').unwrap_or((markdown, ""));
+    format!("{title}\n\n> **Note:** {note}\n{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_note_goes_under_the_title() {
+        let out = with_note("# Report: x\n\n- Evaluated: y\n", "random weights");
+        assert_eq!(
+            out,
+            "# Report: x\n\n> **Note:** random weights\n\n- Evaluated: y\n"
+        );
+    }
 }

@@ -1,6 +1,6 @@
-//! Where responses come from. Every backend answers one sample request at a time; the
-//! runner supplies each sample's derived seed, so a response never depends on which other
-//! requests ran beside it.
+//! Where responses come from. The runner supplies each sample's derived seed, so a response
+//! never depends on which other requests ran beside it; a backend may therefore take several
+//! samples per call (see [`Batching`]) without changing any of them.
 
 use std::sync::Arc;
 
@@ -105,9 +105,39 @@ pub enum BackendError {
     Failed(String),
 }
 
+/// How many samples a backend takes per call, and whether they must share an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// At most this many samples per [`Backend::sample_batch`] call.
+    pub max_samples: usize,
+    /// Every sample of a call is of one item (an HTTP request with `n`).
+    pub one_item: bool,
+}
+
+impl Default for Batching {
+    /// One sample per call.
+    fn default() -> Self {
+        Batching {
+            max_samples: 1,
+            one_item: true,
+        }
+    }
+}
+
 /// A source of responses.
 pub trait Backend: Send + Sync {
     /// What is evaluated, for the run record ("replay:FILE", "http:URL model", ...).
     fn describe(&self) -> String;
     fn sample(&self, request: &SampleRequest) -> Result<SampleResponse, BackendError>;
+    /// How the runner should group samples into calls of [`Backend::sample_batch`].
+    fn batching(&self) -> Batching {
+        Batching::default()
+    }
+    /// Several samples at once, answered in order. The default asks for each in turn.
+    fn sample_batch(
+        &self,
+        requests: &[SampleRequest],
+    ) -> Vec<Result<SampleResponse, BackendError>> {
+        requests.iter().map(|r| self.sample(r)).collect()
+    }
 }

@@ -3,8 +3,10 @@
 //!
 //! Each request carries that sample's own seed, so a server that honours `seed` (vLLM and
 //! SGLang seed a generator per request) gives the same response whichever other requests
-//! ran beside it, and `n` is always 1: batching samples with `n` would let the server seed
-//! them, collapsing the per-sample seeds the runner derived.
+//! ran beside it, and `n` is 1. Only when the user asks (`--n-per-request`) does one request
+//! carry an item's samples with `n`: the server then seeds them itself from the first
+//! sample's seed, so the per-sample seeds the runner derived no longer say which draw a
+//! sample was; the run record says so ([`Backend::describe`]).
 //!
 //! The wire seed is the derived seed with its top bit cleared: vLLM (and OpenAI's API)
 //! validate `seed` as a signed 64-bit integer and reject larger values with a 400. The
@@ -36,7 +38,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::backend::{Backend, BackendError, SampleRequest, SampleResponse};
+use super::backend::{Backend, BackendError, Batching, SampleRequest, SampleResponse};
 
 /// Path appended to the endpoint's base URL.
 pub const CHAT_COMPLETIONS_PATH: &str = "/v1/chat/completions";
@@ -147,6 +149,9 @@ pub struct HttpConfig {
     /// Attempts after the first for a transient failure.
     pub retries: u32,
     pub backoff: Backoff,
+    /// Samples of one item per request, sent as `n` (1: one request per sample, each with
+    /// its own seed; more lets the server seed them).
+    pub samples_per_request: usize,
 }
 
 impl HttpConfig {
@@ -157,6 +162,7 @@ impl HttpConfig {
             request_timeout: Duration::from_secs(600),
             retries: 4,
             backoff: Backoff::default(),
+            samples_per_request: 1,
         }
     }
 }
@@ -194,6 +200,7 @@ pub struct HttpBackend {
     api_key: Option<HeaderValue>,
     retries: u32,
     backoff: Backoff,
+    samples_per_request: usize,
 }
 
 impl HttpBackend {
@@ -223,6 +230,7 @@ impl HttpBackend {
             api_key,
             retries: config.retries,
             backoff: config.backoff,
+            samples_per_request: config.samples_per_request.max(1),
         })
     }
 
@@ -277,6 +285,50 @@ impl HttpBackend {
         Ok(body)
     }
 
+    /// POSTs `body`, retrying transient failures; `request` seeds the backoff jitter.
+    fn send(
+        &self,
+        body: &Value,
+        request: &SampleRequest,
+    ) -> Result<Vec<SampleResponse>, BackendError> {
+        let mut jitter = ChaCha20Rng::seed_from_u64(crate::seed::derive_seed_tagged(
+            request.seed,
+            &request.item_id,
+            request.sample,
+            JITTER_TAG,
+        ));
+        let mut failures: Vec<String> = Vec::new();
+        for attempt in 0..=self.retries {
+            match self.attempt(body) {
+                Attempt::Done(responses) => return Ok(responses),
+                Attempt::Fatal(reason) => {
+                    return Err(BackendError::Failed(format!(
+                        "POST {}: {reason}{}",
+                        self.url,
+                        earlier(&failures)
+                    )))
+                }
+                Attempt::Retry {
+                    reason,
+                    retry_after,
+                } => {
+                    failures.push(reason);
+                    if attempt < self.retries {
+                        let drawn = self.backoff.delay(attempt, &mut jitter);
+                        std::thread::sleep(retry_after.map_or(drawn, |d| d.min(self.backoff.max)));
+                    }
+                }
+            }
+        }
+        let last = failures.pop().unwrap_or_default();
+        Err(BackendError::Failed(format!(
+            "POST {}: gave up after {} attempts: {last}{}",
+            self.url,
+            self.retries + 1,
+            earlier(&failures)
+        )))
+    }
+
     /// One POST and what to do about its outcome.
     fn attempt(&self, body: &Value) -> Attempt {
         let mut post = self.client.post(&self.url).json(body);
@@ -309,7 +361,7 @@ impl HttpBackend {
                 Attempt::Fatal(message)
             };
         }
-        match parse_completion(&text) {
+        match parse_choices(&text) {
             Ok(r) => Attempt::Done(r),
             Err(reason) => {
                 Attempt::Fatal(format!("HTTP {status} but {reason}: {}", snippet(&text)))
@@ -320,52 +372,77 @@ impl HttpBackend {
 
 impl Backend for HttpBackend {
     fn describe(&self) -> String {
-        format!("http:{} model {}", self.base, self.served_model)
+        let n = if self.samples_per_request > 1 {
+            format!(
+                ", up to {} samples per request as n (server-seeded)",
+                self.samples_per_request
+            )
+        } else {
+            String::new()
+        };
+        format!("http:{} model {}{n}", self.base, self.served_model)
     }
 
     fn sample(&self, request: &SampleRequest) -> Result<SampleResponse, BackendError> {
         let body = self.request_body(request)?;
-        let mut jitter = ChaCha20Rng::seed_from_u64(crate::seed::derive_seed_tagged(
-            request.seed,
-            &request.item_id,
-            request.sample,
-            JITTER_TAG,
-        ));
-        let mut failures: Vec<String> = Vec::new();
-        for attempt in 0..=self.retries {
-            match self.attempt(&body) {
-                Attempt::Done(response) => return Ok(response),
-                Attempt::Fatal(reason) => {
-                    return Err(BackendError::Failed(format!(
-                        "POST {}: {reason}{}",
-                        self.url,
-                        earlier(&failures)
-                    )))
-                }
-                Attempt::Retry {
-                    reason,
-                    retry_after,
-                } => {
-                    failures.push(reason);
-                    if attempt < self.retries {
-                        let drawn = self.backoff.delay(attempt, &mut jitter);
-                        std::thread::sleep(retry_after.map_or(drawn, |d| d.min(self.backoff.max)));
-                    }
-                }
-            }
+        self.send(&body, request)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| BackendError::Failed(format!("POST {}: no choices", self.url)))
+    }
+
+    fn batching(&self) -> Batching {
+        Batching {
+            max_samples: self.samples_per_request,
+            one_item: true,
         }
-        let last = failures.pop().unwrap_or_default();
-        Err(BackendError::Failed(format!(
-            "POST {}: gave up after {} attempts: {last}{}",
-            self.url,
-            self.retries + 1,
-            earlier(&failures)
-        )))
+    }
+
+    /// The samples of one item in one request with `n` (the runner never mixes items here);
+    /// the request carries the first sample's seed and the server seeds the rest.
+    fn sample_batch(
+        &self,
+        requests: &[SampleRequest],
+    ) -> Vec<Result<SampleResponse, BackendError>> {
+        let Some(first) = requests.first() else {
+            return Vec::new();
+        };
+        let all_failed = |e: BackendError| requests.iter().map(|_| Err(e.clone())).collect();
+        let mut body = match self.request_body(first) {
+            Ok(body) => body,
+            Err(e) => return all_failed(e),
+        };
+        body["n"] = json!(requests.len());
+        match self.send(&body, first) {
+            Ok(responses) => {
+                let got = responses.len();
+                let mut out: Vec<Result<SampleResponse, BackendError>> = responses
+                    .into_iter()
+                    .map(|mut r| {
+                        // usage counts all choices together: no per-sample figure
+                        if requests.len() > 1 {
+                            r.response_tokens = None;
+                        }
+                        Ok(r)
+                    })
+                    .collect();
+                out.truncate(requests.len());
+                out.resize_with(requests.len(), || {
+                    Err(BackendError::Failed(format!(
+                        "POST {}: asked for n = {}, got {got} choices",
+                        self.url,
+                        requests.len()
+                    )))
+                });
+                out
+            }
+            Err(e) => all_failed(e),
+        }
     }
 }
 
 enum Attempt {
-    Done(SampleResponse),
+    Done(Vec<SampleResponse>),
     Retry {
         reason: String,
         retry_after: Option<Duration>,
@@ -458,6 +535,8 @@ struct ChatCompletion {
 
 #[derive(Deserialize)]
 struct Choice {
+    #[serde(default)]
+    index: Option<usize>,
     message: Message,
     finish_reason: Option<String>,
 }
@@ -475,20 +554,32 @@ struct Usage {
 }
 
 /// `choices[0].message.content`, `finish_reason` and the token counts of a chat completion.
+#[cfg(test)]
 fn parse_completion(text: &str) -> Result<SampleResponse, String> {
+    parse_choices(text).map(|mut choices| choices.swap_remove(0))
+}
+
+/// Every choice of a chat completion (content, `finish_reason`, the usage's token counts),
+/// in `index` order; at least one.
+fn parse_choices(text: &str) -> Result<Vec<SampleResponse>, String> {
     let completion: ChatCompletion = serde_json::from_str(text)
         .map_err(|e| format!("the answer is not a chat completion ({e})"))?;
-    let choice = completion
-        .choices
+    if completion.choices.is_empty() {
+        return Err("the answer has no choices".to_string());
+    }
+    let prompt_tokens = completion.usage.as_ref().and_then(|u| u.prompt_tokens);
+    let response_tokens = completion.usage.as_ref().and_then(|u| u.completion_tokens);
+    let mut choices = completion.choices;
+    choices.sort_by_key(|c| c.index);
+    Ok(choices
         .into_iter()
-        .next()
-        .ok_or_else(|| "the answer has no choices".to_string())?;
-    Ok(SampleResponse {
-        response: choice.message.content.unwrap_or_default(),
-        prompt_tokens: completion.usage.as_ref().and_then(|u| u.prompt_tokens),
-        response_tokens: completion.usage.as_ref().and_then(|u| u.completion_tokens),
-        finish: choice.finish_reason.unwrap_or_else(|| "unknown".into()),
-    })
+        .map(|choice| SampleResponse {
+            response: choice.message.content.unwrap_or_default(),
+            prompt_tokens,
+            response_tokens,
+            finish: choice.finish_reason.unwrap_or_else(|| "unknown".into()),
+        })
+        .collect())
 }
 
 /// The base URL without a trailing `/` or `/v1`; only `http://` (and `https://` in builds
@@ -609,6 +700,17 @@ mod tests {
             .starts_with("data:image/jpeg;base64,"));
         assert_eq!(content[2]["type"], "text");
         assert_eq!(content[2]["text"], "What is x?");
+    }
+
+    #[test]
+    fn n_choices_parse_in_index_order() {
+        let choices = parse_choices(
+            r#"{"choices":[{"index":1,"message":{"content":"b"},"finish_reason":"stop"},
+                           {"index":0,"message":{"content":"a"},"finish_reason":"length"}]}"#,
+        )
+        .unwrap();
+        let texts: Vec<&str> = choices.iter().map(|c| c.response.as_str()).collect();
+        assert_eq!(texts, ["a", "b"]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use backend::{Backend, BackendError, SampleRequest, SampleResponse, Sampling};
+pub use backend::{Backend, BackendError, Batching, SampleRequest, SampleResponse, Sampling};
 pub use grade::{GradeOutcome, Grader};
 pub use log::{SampleLog, SampleRecord};
 pub use output::RunSummary;

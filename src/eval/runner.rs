@@ -1,7 +1,9 @@
 //! Running an evaluation: k samples per item, each with its own derived seed, graded with
-//! the benchmark's rule set, appended to the sample log as it completes. Work is spread
-//! over `concurrency` threads; since every sample's seed derives from (seed, item, sample
-//! index), the results do not depend on concurrency or order.
+//! the benchmark's rule set, appended to the sample log as it completes. Samples are grouped
+//! into calls as the backend asks ([`Batching`]: one per call for HTTP, several items' samples
+//! per call for the embedded model), and calls are spread over `concurrency` threads; since
+//! every sample's seed derives from (seed, item, sample index), the results do not depend on
+//! batching, concurrency or order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -11,7 +13,7 @@ use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::backend::{Backend, SampleRequest, Sampling};
+use super::backend::{Backend, Batching, SampleRequest, Sampling};
 use super::grade::Grader;
 use super::log::{SampleLog, SampleRecord};
 use super::EvalError;
@@ -37,10 +39,31 @@ pub struct LoopSettings {
     pub progress: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Task {
     bench: usize,
     item: usize,
     sample: u32,
+}
+
+/// Groups tasks (in order) into calls of at most `batching.max_samples`, never mixing items
+/// when `batching.one_item`.
+fn batches(tasks: &[Task], batching: Batching) -> Vec<Vec<Task>> {
+    let max = batching.max_samples.max(1);
+    let mut out: Vec<Vec<Task>> = Vec::new();
+    for &task in tasks {
+        let fits = out.last().is_some_and(|b: &Vec<Task>| {
+            b.len() < max
+                && !(batching.one_item
+                    && b.first()
+                        .is_some_and(|f| (f.bench, f.item) != (task.bench, task.item)))
+        });
+        match out.last_mut() {
+            Some(batch) if fits => batch.push(task),
+            _ => out.push(vec![task]),
+        }
+    }
+    out
 }
 
 /// Produces every (item, sample) not already in `done`, appending each to the log in
@@ -95,6 +118,7 @@ pub fn run_samples(
         })
         .collect();
 
+    let calls = batches(&tasks, backend.batching());
     let next = AtomicUsize::new(0);
     let produced = AtomicUsize::new(0);
     let first_error: std::sync::Mutex<Option<EvalError>> = std::sync::Mutex::new(None);
@@ -105,19 +129,25 @@ pub fn run_samples(
                     return;
                 }
                 let t = next.fetch_add(1, Ordering::SeqCst);
-                let Some(task) = tasks.get(t) else { return };
-                let bench = &benchmarks[task.bench];
-                let record = produce(bench, task.item, task.sample, backend, settings);
-                match log.append(&record) {
-                    Ok(()) => {
-                        produced.fetch_add(1, Ordering::SeqCst);
-                        bars[task.bench].inc(1);
-                    }
-                    Err(e) => {
-                        if let Ok(mut slot) = first_error.lock() {
-                            slot.get_or_insert(e);
+                let Some(call) = calls.get(t) else { return };
+                for record in produce(benchmarks, call, backend, settings) {
+                    match log.append(&record) {
+                        Ok(()) => {
+                            produced.fetch_add(1, Ordering::SeqCst);
+                            if let Some(bar) = benchmarks
+                                .iter()
+                                .position(|b| b.slug == record.benchmark)
+                                .and_then(|b| bars.get(b))
+                            {
+                                bar.inc(1);
+                            }
                         }
-                        return;
+                        Err(e) => {
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                            return;
+                        }
                     }
                 }
             });
@@ -132,67 +162,90 @@ pub fn run_samples(
     Ok(produced.into_inner())
 }
 
-/// One sample: request, response (or the backend's error), grade.
+/// One call: the requests, the responses (or the backend's errors), graded. Latency is the
+/// call's wall time, shared by the samples of a batch.
 fn produce(
-    bench: &PreparedBenchmark,
-    item_index: usize,
-    sample: u32,
+    benchmarks: &[PreparedBenchmark],
+    call: &[Task],
     backend: &dyn Backend,
     settings: &LoopSettings,
-) -> SampleRecord {
-    let item = &bench.items[item_index];
-    let seed = crate::seed::derive_seed(settings.seed, &item.id, sample);
-    let request = SampleRequest {
-        benchmark: bench.slug.clone(),
-        item_id: item.id.clone(),
-        sample,
-        seed,
-        system: settings.system.clone(),
-        prompt: bench.prompts[item_index].clone(),
-        images: item.images.iter().filter_map(|i| i.bytes.clone()).collect(),
-        sampling: settings.sampling.clone(),
-    };
+) -> Vec<SampleRecord> {
+    let requests: Vec<SampleRequest> = call
+        .iter()
+        .map(|task| {
+            let bench = &benchmarks[task.bench];
+            let item = &bench.items[task.item];
+            SampleRequest {
+                benchmark: bench.slug.clone(),
+                item_id: item.id.clone(),
+                sample: task.sample,
+                seed: crate::seed::derive_seed(settings.seed, &item.id, task.sample),
+                system: settings.system.clone(),
+                prompt: bench.prompts[task.item].clone(),
+                images: item.images.iter().filter_map(|i| i.bytes.clone()).collect(),
+                sampling: settings.sampling.clone(),
+            }
+        })
+        .collect();
     let start = Instant::now();
-    let result = backend.sample(&request);
-    let latency_ms = start.elapsed().as_millis() as u64;
-    let mut record = SampleRecord {
-        benchmark: bench.slug.clone(),
-        item_id: item.id.clone(),
-        sample,
-        seed,
-        response: String::new(),
-        extracted: None,
-        correct: false,
-        reward: 0.0,
-        components: BTreeMap::new(),
-        prompt_tokens: None,
-        response_tokens: None,
-        finish: String::new(),
-        latency_ms,
-        error: None,
-        fields: item.fields.clone(),
+    let mut results = if requests.len() == 1 {
+        vec![backend.sample(&requests[0])]
+    } else {
+        backend.sample_batch(&requests)
     };
-    match result {
-        Ok(response) => {
-            let options = (!item.options.is_empty()).then_some(item.options.as_slice());
-            let grade = bench
-                .grader
-                .grade(&response.response, &item.answer, options);
-            record.extracted = grade.extracted;
-            record.correct = grade.correct;
-            record.reward = grade.reward;
-            record.components = grade.components.into_iter().collect();
-            record.response = response.response;
-            record.prompt_tokens = response.prompt_tokens;
-            record.response_tokens = response.response_tokens;
-            record.finish = response.finish;
-        }
-        Err(e) => {
-            record.finish = "error".into();
-            record.error = Some(e.to_string());
-        }
-    }
-    record
+    let latency_ms = start.elapsed().as_millis() as u64;
+    // A backend answering fewer samples than asked fails the rest rather than losing them.
+    results.resize_with(requests.len(), || {
+        Err(super::backend::BackendError::Failed(
+            "the backend returned fewer samples than requested".into(),
+        ))
+    });
+    call.iter()
+        .zip(requests)
+        .zip(results)
+        .map(|((task, request), result)| {
+            let bench = &benchmarks[task.bench];
+            let item = &bench.items[task.item];
+            let mut record = SampleRecord {
+                benchmark: request.benchmark,
+                item_id: request.item_id,
+                sample: request.sample,
+                seed: request.seed,
+                response: String::new(),
+                extracted: None,
+                correct: false,
+                reward: 0.0,
+                components: BTreeMap::new(),
+                prompt_tokens: None,
+                response_tokens: None,
+                finish: String::new(),
+                latency_ms,
+                error: None,
+                fields: item.fields.clone(),
+            };
+            match result {
+                Ok(response) => {
+                    let options = (!item.options.is_empty()).then_some(item.options.as_slice());
+                    let grade = bench
+                        .grader
+                        .grade(&response.response, &item.answer, options);
+                    record.extracted = grade.extracted;
+                    record.correct = grade.correct;
+                    record.reward = grade.reward;
+                    record.components = grade.components.into_iter().collect();
+                    record.response = response.response;
+                    record.prompt_tokens = response.prompt_tokens;
+                    record.response_tokens = response.response_tokens;
+                    record.finish = response.finish;
+                }
+                Err(e) => {
+                    record.finish = "error".into();
+                    record.error = Some(e.to_string());
+                }
+            }
+            record
+        })
+        .collect()
 }
 
 /// Records in a stable order: benchmarks and items as prepared, then sample index.
@@ -210,4 +263,53 @@ pub fn sort_records(records: &mut [SampleRecord], benchmarks: &[PreparedBenchmar
             .unwrap_or((usize::MAX, usize::MAX));
         (pos, r.sample)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tasks(items: &[(usize, usize, u32)]) -> Vec<Task> {
+        items
+            .iter()
+            .flat_map(|&(bench, item, k)| {
+                (0..k).map(move |sample| Task {
+                    bench,
+                    item,
+                    sample,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_respect_the_size_and_never_mix_items_when_asked() {
+        let all = tasks(&[(0, 0, 3), (0, 1, 3), (1, 0, 2)]);
+        let one_each = batches(&all, Batching::default());
+        assert_eq!(one_each.len(), 8);
+        let per_item = batches(
+            &all,
+            Batching {
+                max_samples: 2,
+                one_item: true,
+            },
+        );
+        let sizes: Vec<usize> = per_item.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 1, 2, 1, 2]);
+        for b in &per_item {
+            assert!(b
+                .iter()
+                .all(|t| (t.bench, t.item) == (b[0].bench, b[0].item)));
+        }
+        let mixed = batches(
+            &all,
+            Batching {
+                max_samples: 4,
+                one_item: false,
+            },
+        );
+        let sizes: Vec<usize> = mixed.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [4, 4]);
+        assert_eq!(mixed.concat(), all);
+    }
 }

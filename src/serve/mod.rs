@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +21,9 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::model::{ChatEngine, ChatRequest, ChatResponse, ChatSampling};
+
+/// Largest request body: base64 images make chat requests large (64 MiB).
+pub const MAX_BODY_BYTES: usize = 64 << 20;
 
 /// What the server needs besides the engine.
 #[derive(Debug, Clone)]
@@ -74,6 +77,8 @@ pub fn router(engine: ChatEngine, settings: ServeSettings) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/health", get(|| async { "ok" }))
+        // axum's default (2 MB) refuses a request with one large base64 image
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
