@@ -22,6 +22,7 @@
 pub mod checkpoint;
 pub mod config;
 mod error;
+pub mod fused;
 pub mod generate;
 pub mod ops;
 pub mod positions;
