@@ -20,6 +20,7 @@ pub mod eval;
 pub mod model;
 pub mod report;
 pub mod seed;
+pub mod serve;
 pub mod synth;
 pub mod train;
 pub mod verify;

@@ -29,7 +29,11 @@ enum Command {
     Eval(Box<cli::eval::EvalArgs>),
     /// Grade responses against ground truths with a reward rule set.
     Grade(cli::grade::GradeArgs),
-    /// Qwen2.5-VL checkpoints: info, log-probs.
+    /// Train a checkpoint with GRPO, DAPO or VPPO from a recipe.
+    Train(Box<cli::train::TrainArgs>),
+    /// Serve a checkpoint on an OpenAI-compatible API (/v1/chat/completions).
+    Serve(cli::serve::ServeArgs),
+    /// Qwen2.5-VL checkpoints: info, log-probs, sampling.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
     /// Developer tools: check Spotlight's internals against other implementations.
@@ -47,6 +51,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    spotlight::model::pin_thread_count();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(cmd) => cli::bench::run(cmd),
@@ -54,6 +59,8 @@ fn main() -> ExitCode {
         Command::Eval(args) => cli::eval::run(*args),
         Command::Grade(args) => cli::grade::run(args),
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Train(args) => cli::train::run(*args),
         Command::Debug(cmd) => cli::debug::run(cmd),
         Command::Export(cmd) => cli::export::run(cmd),
         Command::Compare(args) => cli::compare::run(args),

@@ -114,3 +114,57 @@ fn bad_folder_exits_2_and_missing_template_exits_1() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// `model generate --json`: the documented fields, and the same bytes on every run and with
+/// one, two or four threads.
+#[test]
+fn generate_json_is_reproducible_across_runs_and_thread_counts() {
+    let run = |threads: &str| {
+        let out = spotlight()
+            .env("RAYON_NUM_THREADS", threads)
+            .args([
+                "model",
+                "generate",
+                "--json",
+                "--k",
+                "4",
+                "--max-tokens",
+                "12",
+            ])
+            .args(["--seed", "9", "--top-k", "50", "--top-p", "0.95", "--model"])
+            .arg(fixture_dir("tied"))
+            .arg("--image")
+            .arg(fixtures_root().join("images").join("wide84x112.png"))
+            .args(["--prompt", "How many shapes?"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let first = run("1");
+    for threads in ["2", "4", "1"] {
+        assert!(
+            run(threads) == first,
+            "output differs with {threads} thread(s)"
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    assert!(!ids(&v["prompt_ids"]).is_empty());
+    let samples = v["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 4);
+    for s in samples {
+        let n = s["token_ids"].as_array().unwrap().len();
+        assert_eq!(s["logprobs"].as_array().unwrap().len(), n);
+        assert!(s["text"].is_string());
+        let finish = s["finish"].as_str().unwrap();
+        assert!(finish == "length" && n == 12 || finish == "stop" && n <= 12);
+    }
+    // four distinct seeds: not four copies of one sample
+    let distinct: std::collections::HashSet<String> =
+        samples.iter().map(|s| s["token_ids"].to_string()).collect();
+    assert!(distinct.len() > 1);
+}

@@ -18,7 +18,7 @@ fn checkpoints(dir: &Path, benchmarks: usize) -> Vec<std::path::PathBuf> {
     let steps = [
         ("step-50", with_regression(&base, "mathverse", 20.0)),
         ("step-100", with_regression(&base, "mathverse", 10.0)),
-        ("step-150", with_regression(&base, "geo3k", 10.0)),
+        ("step-400", with_regression(&base, "geo3k", 10.0)),
     ];
     steps
         .iter()
@@ -54,9 +54,10 @@ fn history_table_and_svg_have_one_series_per_benchmark() {
     assert!(md.contains("](history.svg)"), "{md}");
     let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| step-")).collect();
     assert_eq!(rows.len(), 3, "{md}");
-    assert!(rows[0].starts_with("| step-50 |") && rows[2].starts_with("| step-150 |"));
-    assert!(md.contains("| *Δ step-150 − step-50* |"), "{md}");
-    assert!(md.contains("| Run | MathVerse | DynaMath | MMK12 | Geo3k | MathVision | We-Math | LogicVista | MMMU-Pro | Avg |"), "{md}");
+    assert!(rows[0].starts_with("| step-50 |") && rows[2].starts_with("| step-400 |"));
+    assert!(md.contains("| *Δ step-400 − step-50* |"), "{md}");
+    assert!(md.contains("| Run | Step | MathVerse | DynaMath | MMK12 | Geo3k | MathVision | We-Math | LogicVista | MMMU-Pro | Avg |"), "{md}");
+    assert!(rows[1].starts_with("| step-100 | 100 |"), "{md}");
 
     let svg = std::fs::read_to_string(tmp.path().join("history.svg")).unwrap();
     let doc = roxmltree::Document::parse(&svg).expect("the SVG parses as XML");
@@ -73,8 +74,16 @@ fn history_table_and_svg_have_one_series_per_benchmark() {
     colours.dedup();
     assert_eq!(colours.len(), 8);
     for line in &series {
-        let points = line.attribute("points").unwrap().split_whitespace().count();
-        assert_eq!(points, 3, "a point per checkpoint");
+        let xs: Vec<f64> = line
+            .attribute("points")
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(xs.len(), 3, "a point per checkpoint");
+        // the x axis is the training step: 50 -> 100 is a seventh of 50 -> 400
+        let ratio = (xs[1] - xs[0]) / (xs[2] - xs[0]);
+        assert!((ratio - 50.0 / 350.0).abs() < 0.02, "{xs:?}");
     }
     // The legend names every benchmark, and the x axis every checkpoint.
     let texts: Vec<String> = doc
@@ -91,9 +100,7 @@ fn history_table_and_svg_have_one_series_per_benchmark() {
         "We-Math",
         "LogicVista",
         "MMMU-Pro",
-        "step-50",
-        "step-100",
-        "step-150",
+        "training step",
     ] {
         assert!(
             texts.iter().any(|t| t == name),
@@ -126,7 +133,7 @@ fn history_json_follows_the_run_order_and_partial_runs_have_no_avg() {
         serde_json::json!(["MathVerse", "DynaMath"])
     );
     let points = v["points"].as_array().unwrap();
-    assert_eq!(points[0]["run"], "step-150");
+    assert_eq!(points[0]["run"], "step-400");
     assert_eq!(points[1]["run"], "step-50");
     // Two of eight benchmarks: no Avg.
     assert!(points.iter().all(|p| p["avg"].is_null()));

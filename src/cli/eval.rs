@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use spotlight::bench::{DataSource, Registry};
 use spotlight::eval::{self, Backend, EvalError, EvalRequest, Grader, Sampling};
+use spotlight::model::{Checkpoint, LoadOptions};
 use spotlight::report;
 
 use super::Outcome;
@@ -19,7 +20,8 @@ pub struct EvalArgs {
     /// sample, response.
     #[arg(long, group = "backend")]
     pub replay: Option<PathBuf>,
-    /// A Qwen2.5-VL checkpoint folder, run embedded (not built yet: issue 5).
+    /// A Qwen2.5-VL checkpoint folder, run embedded (batched sampling with a KV cache; the
+    /// k samples of an item share one prefill).
     #[arg(long, group = "backend")]
     pub model: Option<PathBuf>,
     /// An OpenAI-compatible server (vLLM, SGLang, `spotlight serve`): its base URL, e.g.
@@ -76,9 +78,10 @@ pub struct EvalArgs {
     /// Items per benchmark (first N).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Samples in flight at once.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
+    /// Samples in flight at once. [default: 4 over HTTP; 64 with --model, whose engine batches
+    /// whatever is in flight]
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Where the markdown report goes (`<run>.md`); default: the project's `reports/`.
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
@@ -139,13 +142,25 @@ const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
 
 pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
     let registry = Registry::discover()?;
+    let mut model_config_sha256 = None;
     let backend: Box<dyn Backend> = if let Some(path) = &args.replay {
         let backend = eval::replay::ReplayBackend::open(path, |name| {
             registry.get(name).ok().map(|m| m.slug.clone())
         })?;
         Box::new(backend)
-    } else if args.model.is_some() {
-        anyhow::bail!("--model: the embedded backend needs batched sampling (issue 5), which is not built yet; use --replay")
+    } else if let Some(dir) = &args.model {
+        let opts = LoadOptions::auto()?;
+        let ckpt = Checkpoint::load_with(dir, &opts)
+            .with_context(|| format!("loading {}", dir.display()))?;
+        model_config_sha256 = Some(
+            eval::plan::sha256_file(&dir.join("config.json"))
+                .with_context(|| format!("hashing {}/config.json", dir.display()))?
+                .sha256,
+        );
+        Box::new(
+            eval::embedded::EmbeddedBackend::new(ckpt)
+                .with_context(|| format!("starting {}", dir.display()))?,
+        )
     } else if let Some(endpoint) = &args.endpoint {
         Box::new(http_backend(&args, endpoint)?)
     } else {
@@ -169,9 +184,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
         limit: args.limit,
         out: args.out.clone(),
         resume: args.resume,
-        concurrency: args.concurrency,
+        concurrency: args
+            .concurrency
+            .unwrap_or(if args.model.is_some() { 64 } else { 4 }),
         progress: !args.json,
-        model_config_sha256: None,
+        model_config_sha256,
         grader_for: &|rules: &str| grader_for(&rules_dir, rules),
     };
     let outcome = eval::evaluate(&request, backend.as_ref())?;
@@ -221,6 +238,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
             eprintln!("{:>11}: {avg:.1}", "Avg");
         }
         println!("{}", report_path.display());
+    }
+    // A run in which no sample could be produced measured nothing: say so with the exit code
+    // (the per-sample errors are in the run folder).
+    let (samples, errors) = outcome
+        .summary
+        .benchmarks
+        .values()
+        .fold((0, 0), |(s, e), b| (s + b.samples, e + b.errors));
+    if samples > 0 && errors == samples {
+        eprintln!(
+            "error: every one of the {samples} samples failed (see `error` in {}/samples.jsonl)",
+            outcome.run_dir.display()
+        );
+        return Ok(Outcome::CheckFailed);
     }
     Ok(Outcome::Ok)
 }

@@ -10,7 +10,9 @@ pub mod export;
 pub mod grade;
 pub mod model;
 pub mod report;
+pub mod serve;
 pub mod synth;
+pub mod train;
 
 use std::process::ExitCode;
 

@@ -6,7 +6,8 @@ use anyhow::Context;
 use serde_json::json;
 use spotlight::model::weights::WeightFiles;
 use spotlight::model::{
-    ChatTemplate, Checkpoint, ImageProcessor, LoadOptions, Qwen25VlConfig, ScoringRequest,
+    ChatTemplate, Checkpoint, GenerationPrompt, ImageProcessor, LoadOptions, Qwen25VlConfig,
+    SampleRequest, SamplingParams, ScoringRequest,
 };
 
 use super::Outcome;
@@ -24,6 +25,50 @@ pub enum ModelCommand {
     },
     /// Log-prob of each response token after a chat prompt (and image), as transformers scores it.
     Logprobs(LogprobsArgs),
+    /// Sample `--k` responses to a chat prompt (and image) with the KV-cache sampler. Sample `i`
+    /// draws from its own stream seeded by derive_seed(--seed, --item, i), so it is the same
+    /// alone, in a batch, in `spotlight eval` or `spotlight serve` with those values.
+    Generate(GenerateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// Checkpoint folder (config.json, safetensors, tokenizer.json, chat template).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Image shown before the prompt text in the user turn.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// System message (default: the template's).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// The user's text.
+    #[arg(long)]
+    pub prompt: String,
+    /// Samples to draw.
+    #[arg(long, default_value_t = 1)]
+    pub k: u32,
+    /// Softmax temperature; 0 is greedy.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Nucleus sampling mass (1.0: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Keep only the k most likely tokens (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Run seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Item id that, with the seed and sample index, derives each sample's stream.
+    #[arg(long, default_value = "prompt")]
+    pub item: String,
+    /// Most new tokens per sample.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -55,6 +100,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<Outcome> {
     match cmd {
         ModelCommand::Info { dir, json } => info(&dir, json),
         ModelCommand::Logprobs(args) => logprobs(&args),
+        ModelCommand::Generate(args) => generate(&args),
     }
 }
 
@@ -171,11 +217,24 @@ fn info(dir: &Path, as_json: bool) -> anyhow::Result<Outcome> {
     })
 }
 
-fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
+/// A checkpoint with one chat prompt (and its image) prepared: what `logprobs` and `generate`
+/// both start from.
+struct PreparedPrompt {
+    ckpt: Checkpoint,
+    image: Option<spotlight::model::ProcessedImage>,
+    prompt_ids: Vec<u32>,
+}
+
+fn prepare_prompt(
+    model: &Path,
+    image: Option<&Path>,
+    system: Option<&str>,
+    prompt: &str,
+) -> anyhow::Result<PreparedPrompt> {
     let opts = LoadOptions::auto()?;
-    let ckpt = Checkpoint::load_with(&args.model, &opts)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    let image = match &args.image {
+    let ckpt = Checkpoint::load_with(model, &opts)
+        .with_context(|| format!("loading {}", model.display()))?;
+    let image = match image {
         Some(path) => Some(
             ckpt.image_processor
                 .preprocess_file(path)
@@ -183,9 +242,27 @@ fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
         ),
         None => None,
     };
-    let builder = ckpt.prompt_builder()?;
     let grids: Vec<_> = image.iter().map(|i| i.grid_thw).collect();
-    let prompt_ids = builder.prompt_ids(args.system.as_deref(), &args.prompt, &grids)?;
+    let prompt_ids = ckpt.prompt_builder()?.prompt_ids(system, prompt, &grids)?;
+    Ok(PreparedPrompt {
+        ckpt,
+        image,
+        prompt_ids,
+    })
+}
+
+fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
+    let PreparedPrompt {
+        ckpt,
+        image,
+        prompt_ids,
+    } = prepare_prompt(
+        &args.model,
+        args.image.as_deref(),
+        args.system.as_deref(),
+        &args.prompt,
+    )?;
+    let builder = ckpt.prompt_builder()?;
     let response_ids = builder.response_ids(&args.response)?;
     let response_tokens = builder.decode_each(&response_ids)?;
     let request = ScoringRequest {
@@ -217,6 +294,69 @@ fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
             println!("{id:>8}  {lp:>10.5}  {tok:?}");
         }
         println!("sum {:.5}", logprobs.iter().map(|&x| x as f64).sum::<f64>());
+    }
+    Ok(Outcome::Ok)
+}
+
+fn generate(args: &GenerateArgs) -> anyhow::Result<Outcome> {
+    let PreparedPrompt {
+        ckpt,
+        image,
+        prompt_ids,
+    } = prepare_prompt(
+        &args.model,
+        args.image.as_deref(),
+        args.system.as_deref(),
+        &args.prompt,
+    )?;
+    let params = SamplingParams {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+        max_new_tokens: args.max_tokens,
+        stop_token_ids: ckpt.stop_token_ids(),
+    };
+    let prompts = [GenerationPrompt {
+        prompt_ids: &prompt_ids,
+        images: image.iter().collect(),
+    }];
+    let requests: Vec<SampleRequest> = (0..args.k)
+        .map(|i| SampleRequest {
+            prompt: 0,
+            seed: spotlight::seed::derive_seed(args.seed, &args.item, i),
+        })
+        .collect();
+    let samples = ckpt.model.generate(&prompts, &requests, &params)?;
+    let mut rendered = Vec::with_capacity(samples.len());
+    for s in &samples {
+        let text = ckpt
+            .tokenizer
+            .decode(&s.token_ids, true)
+            .map_err(|e| anyhow::anyhow!("{}: decoding: {e}", ckpt.tokenizer_path.display()))?;
+        rendered.push(text);
+    }
+    if args.json {
+        let out = json!({
+            "prompt_ids": prompt_ids,
+            "samples": samples.iter().zip(&rendered).map(|(s, text)| json!({
+                "token_ids": s.token_ids,
+                "text": text,
+                "logprobs": s.logprobs,
+                "finish": s.finish.as_str(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!("prompt: {} tokens", prompt_ids.len());
+        for (i, (s, text)) in samples.iter().zip(&rendered).enumerate() {
+            let sum: f64 = s.logprobs.iter().map(|&x| x as f64).sum();
+            println!(
+                "--- sample {i} ({} tokens, {}, log-prob {sum:.3})",
+                s.token_ids.len(),
+                s.finish.as_str()
+            );
+            println!("{text}");
+        }
     }
     Ok(Outcome::Ok)
 }

@@ -113,11 +113,19 @@ pub fn run(cmd: ReportCommand) -> anyhow::Result<Outcome> {
             json,
         } => {
             let mut loaded = Vec::new();
+            let mut plans = Vec::new();
             for dir in &runs {
                 let (plan, summary) = paper::load_measured(dir)?;
+                plans.push(plan.backend.clone());
                 loaded.push((plan.name, summary));
             }
-            let trend = history::history(&loaded);
+            let mut trend = history::history(&loaded);
+            // a run named without a step may have evaluated a checkpoint folder that has one
+            for (point, dir) in trend.points.iter_mut().zip(&plans) {
+                if point.step.is_none() {
+                    point.step = history::training_step(dir);
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&trend)?);
                 if let Some(path) = &plot_path {

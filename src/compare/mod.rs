@@ -23,7 +23,9 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 pub use run::{load_run, BenchmarkOutcomes, ItemOutcome, RunData};
-pub use stats::{holm_adjust, mcnemar_regression, paired_bootstrap, TestKind};
+pub use stats::{
+    holm_adjust, mcnemar_regression, mcnemar_regression_margin, paired_bootstrap, TestKind,
+};
 
 use crate::report::TABLE1_COLUMNS;
 
@@ -50,7 +52,9 @@ pub enum CompareError {
 pub struct CompareSettings {
     /// Familywise error rate of the regression flags.
     pub alpha: f64,
-    /// A significant drop is flagged only when larger than this many percentage points.
+    /// A drop is flagged only when it is significantly larger than this many percentage
+    /// points: the tests' null hypothesis is "at most this much worse" (a non-inferiority
+    /// margin), so noise on identical models is not flagged at the default threshold.
     pub threshold_pp: f64,
     /// Paired-bootstrap resamples per test.
     pub resamples: usize,
@@ -90,7 +94,7 @@ pub struct DeltaTest {
     /// 95% paired-bootstrap percentile interval of the difference.
     pub ci95: [f64; 2],
     pub test: TestKind,
-    /// One-sided p-value for "the candidate is worse".
+    /// One-sided p-value for "the candidate is worse by more than the threshold".
     pub p_value: f64,
     /// Holm-adjusted p-value (benchmark rows only).
     pub p_holm: Option<f64>,
@@ -384,9 +388,9 @@ fn compare_items(
 }
 
 /// The paired test of one candidate against the baseline on the same items (in the same
-/// order): the exact McNemar test when every item has exactly one scored sample in both
-/// runs (k = 1: the bootstrap of 0/1 pairs is a coarse stand-in for the exact test), the
-/// paired bootstrap otherwise.
+/// order), of "worse by more than the threshold": McNemar's test (exact given the discordant
+/// count) when every item has exactly one scored sample in both runs (k = 1: the bootstrap of
+/// 0/1 pairs is a coarse, liberal stand-in for it), the paired bootstrap-t otherwise.
 fn paired_test(
     base: &[&ItemOutcome],
     candidate: &[&ItemOutcome],
@@ -401,7 +405,8 @@ fn paired_test(
         .collect();
     let seed =
         crate::seed::derive_seed_tagged(settings.seed, seed_key, candidate_index as u32, "compare");
-    let boot = paired_bootstrap(&diffs, settings.resamples, seed)?;
+    let margin = settings.threshold_pp / 100.0;
+    let boot = paired_bootstrap(&diffs, margin, settings.resamples, seed)?;
     let single = base.iter().chain(candidate).all(|i| i.scored == 1);
     let (test, p_value) = if single {
         let worse = base
@@ -414,7 +419,11 @@ fn paired_test(
             .zip(candidate)
             .filter(|(a, b)| a.correct == 0 && b.correct == 1)
             .count() as u64;
-        (TestKind::McNemarExact, mcnemar_regression(worse, better))
+        let items = base.len() as u64;
+        (
+            TestKind::McNemarExact,
+            mcnemar_regression_margin(worse, better, items, margin),
+        )
     } else {
         (TestKind::PairedBootstrap, boot.p_regression)
     };

@@ -65,7 +65,8 @@ pub fn render_markdown(c: &Comparison) -> String {
             .join(", ")
     ));
     out.push_str(&format!(
-        "- Paired tests over the items both runs scored (one-sided: is the candidate worse?): bootstrap over per-item avg@k ({} resamples, seed {}), exact McNemar when k = 1; Holm-corrected across the {} benchmark comparisons at alpha {}.\n- Flagged: a drop larger than {} points that is significant after correction.\n",
+        "- Paired tests over the items both runs scored (one-sided: is the candidate worse by more than {} points?): studentized bootstrap over per-item avg@k ({} resamples, seed {}), McNemar when k = 1; Holm-corrected across the {} benchmark comparisons at alpha {}.\n- Flagged: a drop significantly larger than {} points after correction.\n",
+        s.threshold_pp,
         s.resamples,
         s.seed,
         c.benchmarks.iter().map(|b| b.row.deltas.len()).sum::<usize>(),

@@ -75,7 +75,16 @@ pub struct PairedBootstrap {
 /// per resample instead of O(items): the same distribution, hundreds of times cheaper on
 /// a benchmark of a few thousand items. Where the values are many (items with different
 /// numbers of scored samples), items are resampled one by one.
-pub fn paired_bootstrap(diffs: &[f64], resamples: usize, seed: u64) -> Option<PairedBootstrap> {
+///
+/// `margin` (a fraction, >= 0) shifts the null hypothesis to "the candidate is at most `margin`
+/// worse" (H0: mean >= -margin), so a small p-value means a drop *larger than the margin*: the
+/// observed statistic is (mean + margin) / se. With margin 0 it is the plain test above.
+pub fn paired_bootstrap(
+    diffs: &[f64],
+    margin: f64,
+    resamples: usize,
+    seed: u64,
+) -> Option<PairedBootstrap> {
     let n = diffs.len();
     if n == 0 {
         return None;
@@ -87,7 +96,7 @@ pub fn paired_bootstrap(diffs: &[f64], resamples: usize, seed: u64) -> Option<Pa
         diffs.iter().sum::<f64>(),
         diffs.iter().map(|d| d * d).sum::<f64>(),
     );
-    let observed_t = studentized(observed, observed_se);
+    let observed_t = studentized(observed + margin, observed_se);
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let support = distinct_values(diffs);
     let mut means = Vec::with_capacity(resamples);
@@ -191,18 +200,31 @@ fn index_below(rng: &mut ChaCha20Rng, n: usize) -> usize {
 /// wrong, `better` the reverse. Under H0 each discordant item is a fair coin, so
 /// p = P(X >= worse) with X ~ Binomial(worse + better, 1/2). 1 without discordant items.
 pub fn mcnemar_regression(worse: u64, better: u64) -> f64 {
+    mcnemar_regression_margin(worse, better, 0, 0.0)
+}
+
+/// McNemar's test of "worse by more than `margin`" (a fraction of the `items` compared), exact
+/// conditionally on the number of discordant items d = worse + better: the drop is
+/// (worse - better) / items, whose conditional mean is d (2 pi - 1) / items for pi = P(a
+/// discordant item is a loss), so H0 "drop <= margin" is pi <= 1/2 + margin * items / (2 d), and
+/// p = P(X >= worse) with X ~ Binomial(d, that pi). Margin 0 is the plain test.
+pub fn mcnemar_regression_margin(worse: u64, better: u64, items: u64, margin: f64) -> f64 {
     let n = worse + better;
     if n == 0 {
         return 1.0;
     }
-    // log P(X = x) = ln C(n, x) - n ln 2, accumulated from x = 0 upwards so that large n
-    // neither overflows nor underflows.
-    let ln2 = std::f64::consts::LN_2;
+    let pi = 0.5 + margin * items as f64 / (2.0 * n as f64);
+    if pi >= 1.0 {
+        return 1.0;
+    }
+    let (ln_p, ln_q) = (pi.ln(), (1.0 - pi).ln());
+    // log P(X = x) = ln C(n, x) + x ln pi + (n - x) ln(1 - pi), accumulated from x = 0 upwards
+    // so that large n neither overflows nor underflows.
     let mut ln_choose = 0.0f64;
     let mut terms = Vec::with_capacity((n - worse + 1) as usize);
     for x in 0..=n {
         if x >= worse {
-            terms.push(ln_choose - n as f64 * ln2);
+            terms.push(ln_choose + x as f64 * ln_p + (n - x) as f64 * ln_q);
         }
         if x < n {
             ln_choose += ((n - x) as f64).ln() - ((x + 1) as f64).ln();
@@ -250,6 +272,22 @@ mod tests {
     }
 
     #[test]
+    fn mcnemar_with_a_margin_is_the_shifted_binomial_tail() {
+        // 10 discordant of 100 items, 8 losses, margin 2 points: pi0 = 0.5 + 0.02*100/20 = 0.6
+        let p = mcnemar_regression_margin(8, 2, 100, 0.02);
+        let tail: f64 = (8..=10u64)
+            .map(|x| {
+                let c = (0..x).fold(1.0, |c, i| c * (10 - i) as f64 / (i + 1) as f64);
+                c * 0.6f64.powi(x as i32) * 0.4f64.powi(10 - x as i32)
+            })
+            .sum();
+        assert!((p - tail).abs() < 1e-12, "{p} vs {tail}");
+        assert!(p > mcnemar_regression(8, 2));
+        // a margin wider than every discordant item could move: never a regression
+        assert_eq!(mcnemar_regression_margin(8, 2, 100, 0.2), 1.0);
+    }
+
+    #[test]
     fn holm_multiplies_by_remaining_tests_and_stays_monotone() {
         // Sorted 0.01, 0.02, 0.04 -> 0.03, 0.04, 0.04 (0.04 * 1 lifted to the running max).
         let adj = holm_adjust(&[0.04, 0.01, 0.02]);
@@ -265,8 +303,8 @@ mod tests {
     #[test]
     fn bootstrap_is_seeded_and_brackets_the_observed_difference() {
         let diffs: Vec<f64> = (0..300).map(|i| [-0.25, 0.0, 0.125, -0.5][i % 4]).collect();
-        let a = paired_bootstrap(&diffs, 2000, 9).unwrap();
-        assert_eq!(a, paired_bootstrap(&diffs, 2000, 9).unwrap());
+        let a = paired_bootstrap(&diffs, 0.0, 2000, 9).unwrap();
+        assert_eq!(a, paired_bootstrap(&diffs, 0.0, 2000, 9).unwrap());
         let mean = diffs.iter().sum::<f64>() / 300.0 * 100.0;
         assert!((a.delta_pp - mean).abs() < 1e-9);
         assert!(a.ci95[0] < a.delta_pp && a.delta_pp < a.ci95[1], "{a:?}");
@@ -275,16 +313,32 @@ mod tests {
     }
 
     #[test]
+    fn a_margin_turns_a_significant_small_drop_into_no_regression() {
+        // 2000 items, 3% of them lost: a drop of 3 points, significant against 0
+        let diffs: Vec<f64> = (0..2000)
+            .map(|i| if i % 100 < 3 { -1.0 } else { 0.0 })
+            .collect();
+        let plain = paired_bootstrap(&diffs, 0.0, 2000, 4).unwrap();
+        assert!(plain.p_regression < 0.01, "{plain:?}");
+        // "more than 5 points worse" is not supported by a 3-point drop
+        let margin = paired_bootstrap(&diffs, 0.05, 2000, 4).unwrap();
+        assert!(margin.p_regression > 0.5, "{margin:?}");
+        // the interval and the estimate do not depend on the margin
+        assert_eq!(plain.delta_pp, margin.delta_pp);
+        assert_eq!(plain.ci95, margin.ci95);
+    }
+
+    #[test]
     fn identical_runs_give_p_one_and_an_improvement_is_no_regression() {
         let zeros = vec![0.0; 50];
-        let same = paired_bootstrap(&zeros, 500, 1).unwrap();
+        let same = paired_bootstrap(&zeros, 0.0, 500, 1).unwrap();
         assert_eq!(same.p_regression, 1.0);
         assert_eq!(same.ci95, [0.0, 0.0]);
         let better: Vec<f64> = (0..100)
             .map(|i| if i % 3 == 0 { 0.5 } else { 0.0 })
             .collect();
-        assert!(paired_bootstrap(&better, 500, 1).unwrap().p_regression > 0.9);
-        assert!(paired_bootstrap(&[], 500, 1).is_none());
+        assert!(paired_bootstrap(&better, 0.0, 500, 1).unwrap().p_regression > 0.9);
+        assert!(paired_bootstrap(&[], 0.0, 500, 1).is_none());
     }
 
     #[test]
@@ -304,7 +358,7 @@ mod tests {
         let var = diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / 400.0;
         let z = mean / (var / 400.0).sqrt();
         let normal_p = 0.5 * erfc(-z / std::f64::consts::SQRT_2);
-        let boot = paired_bootstrap(&diffs, 20_000, 3).unwrap();
+        let boot = paired_bootstrap(&diffs, 0.0, 20_000, 3).unwrap();
         assert!(
             (boot.p_regression - normal_p).abs() < 0.5 * normal_p + 0.002,
             "bootstrap {} vs normal {normal_p} (z {z})",
@@ -328,8 +382,8 @@ mod tests {
             .collect();
         assert!(distinct_values(&diffs).len() <= MULTINOMIAL_MAX_VALUES);
         assert!(distinct_values(&jittered).len() > MULTINOMIAL_MAX_VALUES);
-        let a = paired_bootstrap(&diffs, 4000, 5).unwrap();
-        let b = paired_bootstrap(&jittered, 4000, 6).unwrap();
+        let a = paired_bootstrap(&diffs, 0.0, 4000, 5).unwrap();
+        let b = paired_bootstrap(&jittered, 0.0, 4000, 6).unwrap();
         assert!((a.delta_pp - b.delta_pp).abs() < 1e-4);
         for q in 0..2 {
             assert!((a.ci95[q] - b.ci95[q]).abs() < 0.4, "{a:?} vs {b:?}");

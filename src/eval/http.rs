@@ -270,6 +270,10 @@ impl HttpBackend {
         if sampling.top_k > 0 {
             body["top_k"] = json!(sampling.top_k);
         }
+        // The image pixel cap, applied by the server's processor as the embedded model applies
+        // it (vLLM's per-request processor arguments; `spotlight serve` reads the same field).
+        // Resizing here instead would resample the image twice.
+        body["mm_processor_kwargs"] = json!({"max_pixels": sampling.max_pixels});
         Ok(body)
     }
 

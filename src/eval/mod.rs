@@ -6,6 +6,7 @@
 //! a sample.
 
 pub mod backend;
+pub mod embedded;
 pub mod grade;
 pub mod http;
 pub mod log;

@@ -21,6 +21,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod engine;
 mod error;
 pub mod fused;
 pub mod generate;
@@ -30,12 +31,14 @@ pub mod processor;
 pub mod prompt;
 pub mod qwen25vl;
 pub mod resize;
+pub mod rows;
 pub mod text;
 pub mod vision;
 pub mod weights;
 
 pub use checkpoint::{Checkpoint, LoadOptions};
 pub use config::{Qwen25VlConfig, TextConfig, VisionConfig};
+pub use engine::{ChatEngine, ChatRequest, ChatResponse, ChatSampling};
 pub use error::ModelError;
 pub use generate::{
     FinishReason, GeneratedSample, GenerationPrompt, SampleRequest, SamplingParams,
@@ -44,3 +47,23 @@ pub use processor::{GridThw, ImageProcessor, ProcessedImage};
 pub use prompt::{ChatTemplate, PromptBuilder};
 pub use qwen25vl::{Qwen25Vl, ResponseLogProbs, ScoringRequest, Sequence};
 pub use weights::save_checkpoint;
+
+/// Fixes the CPU thread count candle uses, once, in the environment.
+///
+/// Why: without `RAYON_NUM_THREADS`, candle 0.11 counts the physical cores again on every CPU
+/// matrix product by parsing `/proc/cpuinfo` (`num_cpus::get_physical`, uncached; its own
+/// `CANDLE_NUM_THREADS` is not consulted there): measured as 23% of a decoding step's time on a
+/// 2-core machine. Setting the variable to the count candle would find keeps its behaviour (and
+/// sizes rayon's pool, which Spotlight's own loops use, the same) and drops the cost.
+/// Call at the start of `main` (or of a benchmark), before other threads exist, since it
+/// writes the process environment. A value the user set is left alone.
+pub fn pin_thread_count() {
+    let valid =
+        std::env::var("RAYON_NUM_THREADS").is_ok_and(|v| v.parse::<usize>().is_ok_and(|n| n > 0));
+    if !valid {
+        std::env::set_var(
+            "RAYON_NUM_THREADS",
+            num_cpus::get_physical().max(1).to_string(),
+        );
+    }
+}

@@ -253,8 +253,16 @@ impl ImageProcessor {
         self.preprocess(&img)
     }
 
-    /// Preprocesses a decoded image.
+    /// Preprocesses a decoded image: [`Self::resize`] then [`Self::normalize`].
     pub fn preprocess(&self, img: &image::DynamicImage) -> Result<ProcessedImage, ModelError> {
+        let resized = self.resize(img)?;
+        Ok(self.normalize(&resized))
+    }
+
+    /// The first half of preprocessing: RGB (transparency over white) resized to the
+    /// processor's grid. Image perturbations for token perception apply here, between the
+    /// resize and the normalisation, as the reference applies them.
+    pub fn resize(&self, img: &image::DynamicImage) -> Result<image::RgbImage, ModelError> {
         let rgb = to_rgb_over_white(img);
         let (width, height) = (rgb.width() as usize, rgb.height() as usize);
         let (new_h, new_w) = if self.do_resize {
@@ -271,11 +279,23 @@ impl ImageProcessor {
                 ),
             });
         }
-        let pixels = if (new_w, new_h) == (width, height) {
-            rgb.into_raw()
-        } else {
-            resize_bicubic_rgb8(rgb.as_raw(), width, height, new_w, new_h)
-        };
+        if (new_w, new_h) == (width, height) {
+            return Ok(rgb);
+        }
+        let pixels = resize_bicubic_rgb8(rgb.as_raw(), width, height, new_w, new_h);
+        image::RgbImage::from_raw(new_w as u32, new_h as u32, pixels).ok_or_else(|| {
+            ModelError::Image {
+                source_name: format!("{width}x{height} image"),
+                message: "resize produced a buffer of the wrong size".into(),
+            }
+        })
+    }
+
+    /// The second half of preprocessing: rescale, normalise and cut an image already at the
+    /// processor's grid size (the output of [`Self::resize`], possibly perturbed) into patches.
+    pub fn normalize(&self, resized: &image::RgbImage) -> ProcessedImage {
+        let (new_w, new_h) = (resized.width() as usize, resized.height() as usize);
+        let pixels = resized.as_raw();
         // channel-first float image
         let plane = new_h * new_w;
         let mut chw = vec![0f32; 3 * plane];
@@ -292,7 +312,7 @@ impl ImageProcessor {
                 chw[c * plane + i] = x;
             }
         }
-        Ok(self.patchify(&chw, new_h, new_w))
+        self.patchify(&chw, new_h, new_w)
     }
 
     /// Flattens a `3 x h x w` image (one frame repeated `temporal_patch_size` times) into patches.

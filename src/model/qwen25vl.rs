@@ -67,6 +67,16 @@ fn score_dtype(model: DType) -> DType {
     }
 }
 
+/// One prompt run through the model, ready to continue.
+pub(crate) struct Prefill {
+    /// Final hidden state of the last prompt token, `(hidden)`.
+    pub last_hidden: Tensor,
+    /// Each layer's keys (rotated) and values, `(kv_heads, len, head_dim)`.
+    pub kv: Vec<(Tensor, Tensor)>,
+    /// The position the first new token takes.
+    pub next_position: i64,
+}
+
 /// Qwen2.5-VL: vision tower + language model.
 pub struct Qwen25Vl {
     config: Qwen25VlConfig,
@@ -130,6 +140,35 @@ impl Qwen25Vl {
 
     /// Final hidden states `(batch, longest, hidden)` of right-padded sequences, and their lengths.
     fn hidden_states(&self, seqs: &[Sequence]) -> Result<(Tensor, Vec<usize>), ModelError> {
+        let (embeds, rope, mask, lengths) = self.decoder_inputs(seqs)?;
+        let out = self.text.forward_embeds(&embeds, &rope, &mask)?;
+        Ok((out, lengths))
+    }
+
+    /// Runs one sequence and returns what generation continues from.
+    pub(crate) fn prefill(&self, seq: &Sequence) -> Result<Prefill, ModelError> {
+        let grids: Vec<GridThw> = seq.images.iter().map(|i| i.grid_thw).collect();
+        let next_position = self.positions(seq.ids, &grids)?.next_position();
+        let (embeds, rope, mask, lengths) = self.decoder_inputs(std::slice::from_ref(seq))?;
+        let (hidden, kv) = self.text.forward_embeds_with_kv(&embeds, &rope, &mask)?;
+        let last = hidden.get(0)?.get(lengths[0] - 1)?;
+        let kv = kv
+            .into_iter()
+            .map(|(k, v)| Ok((k.get(0)?, v.get(0)?)))
+            .collect::<Result<Vec<_>, candle_core::Error>>()?;
+        Ok(Prefill {
+            last_hidden: last,
+            kv,
+            next_position,
+        })
+    }
+
+    /// Embeddings (text and image features merged), rotary tables and mask of right-padded
+    /// sequences, and their lengths.
+    fn decoder_inputs(
+        &self,
+        seqs: &[Sequence],
+    ) -> Result<(Tensor, super::text::RotaryTables, Tensor, Vec<usize>), ModelError> {
         if seqs.is_empty() {
             return Err(ModelError::Input("empty batch".to_string()));
         }
@@ -190,8 +229,7 @@ impl Qwen25Vl {
         let rows: Vec<&MropePositions> = positions.iter().collect();
         let rope = self.text.rotary_tables(&rows, seq)?;
         let mask = self.text.causal_mask(&lengths, seq)?;
-        let out = self.text.forward_embeds(&embeds, &rope, &mask)?;
-        Ok((out, lengths))
+        Ok((embeds, rope, mask, lengths))
     }
 
     /// Logits at every position, `(batch, longest sequence, vocab)`; rows are right-padded and

@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use super::config::TextConfig;
 use super::ops;
 use super::positions::MropePositions;
+use super::rows::rows_linear;
 use super::weights::ParamLoader;
 use super::ModelError;
 
@@ -181,11 +182,110 @@ impl TextModel {
         rope: &RotaryTables,
         mask: &Tensor,
     ) -> Result<Tensor, ModelError> {
+        self.run_layers(embeds, rope, mask, None)
+    }
+
+    /// [`Self::forward_embeds`] that also returns each layer's keys (after the rotary embedding)
+    /// and values, `(batch, kv_heads, seq, head_dim)` each: the prefill of a KV cache.
+    pub fn forward_embeds_with_kv(
+        &self,
+        embeds: &Tensor,
+        rope: &RotaryTables,
+        mask: &Tensor,
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>), ModelError> {
+        let mut kv = Vec::with_capacity(self.layers.len());
+        let hidden = self.run_layers(embeds, rope, mask, Some(&mut kv))?;
+        Ok((hidden, kv))
+    }
+
+    fn run_layers(
+        &self,
+        embeds: &Tensor,
+        rope: &RotaryTables,
+        mask: &Tensor,
+        mut kv: Option<&mut Vec<(Tensor, Tensor)>>,
+    ) -> Result<Tensor, ModelError> {
         let mut x = embeds.clone();
         for layer in &self.layers {
-            x = self.layer(layer, &x, rope, mask)?;
+            let (next, k, v) = self.layer(layer, &x, rope, mask)?;
+            if let Some(kv) = kv.as_deref_mut() {
+                kv.push((k, v));
+            }
+            x = next;
         }
         Ok(ops::rms_norm(&x, &self.norm, self.cfg.rms_norm_eps)?)
+    }
+
+    /// One decoding step for `b` sequences, each with its own cache: `embeds` is `(b, hidden)`
+    /// (the last sampled token of each), `rope` the tables of each row's next position
+    /// (`(b, 1, 1, head_dim)`). Appends each row's key and value to its cache and returns the
+    /// final-normed hidden states `(b, hidden)`.
+    ///
+    /// Batch invariance: every row's numbers are computed exactly as if it were alone. Products
+    /// over rows go through [`rows_linear`], whose per-row result does not depend on the other
+    /// rows, and attention runs per row over exactly that row's cached keys, never over a padded
+    /// block. Not differentiable (generation only).
+    pub fn decode_step(
+        &self,
+        embeds: &Tensor,
+        rope: &RotaryTables,
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor, ModelError> {
+        let cfg = &self.cfg;
+        let (b, _) = embeds.dims2()?;
+        if caches.len() != b || caches.iter().any(|c| c.layers.len() != self.layers.len()) {
+            return Err(ModelError::Input(format!(
+                "decode step: {b} rows but {} caches (or a cache of another model)",
+                caches.len()
+            )));
+        }
+        let hd = cfg.head_dim();
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let rep = nh / nkv;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut x = embeds.clone();
+        for (li, l) in self.layers.iter().enumerate() {
+            let h = ops::rms_norm(&x, &l.input_norm, cfg.rms_norm_eps)?;
+            let q = rows_linear(&h, &l.q_w, Some(&l.q_b))?.reshape((b, nh, 1, hd))?;
+            let k = rows_linear(&h, &l.k_w, Some(&l.k_b))?.reshape((b, nkv, 1, hd))?;
+            let v = rows_linear(&h, &l.v_w, Some(&l.v_b))?.reshape((b, nkv, 1, hd))?;
+            let q = ops::apply_rotary(&q, &rope.cos, &rope.sin)?;
+            let k = ops::apply_rotary(&k, &rope.cos, &rope.sin)?;
+            let mut rows = Vec::with_capacity(b);
+            for (r, cache) in caches.iter_mut().enumerate() {
+                let (keys, values) = cache.layers[li].append(&k.get(r)?, &v.get(r)?)?;
+                // (kv_heads, rep, hd): the query heads that share each key/value head
+                let qr = q.get(r)?.reshape((nkv, rep, hd))?;
+                let scores = (qr.matmul(&keys.t()?)? * scale)?;
+                let out = ops::softmax_last_dim(&scores)?.matmul(&values)?;
+                rows.push(out.reshape((1, nh * hd))?);
+            }
+            let attn = Tensor::cat(&rows, 0)?;
+            x = (x + rows_linear(&attn, &l.o_w, None)?)?;
+            let h = ops::rms_norm(&x, &l.post_norm, cfg.rms_norm_eps)?;
+            let g = rows_linear(&h, &l.gate_w, None)?.silu()?;
+            let u = rows_linear(&h, &l.up_w, None)?;
+            x = (x + rows_linear(&(g * u)?, &l.down_w, None)?)?;
+        }
+        for cache in caches.iter_mut() {
+            cache.len += 1;
+        }
+        Ok(ops::rms_norm(&x, &self.norm, cfg.rms_norm_eps)?)
+    }
+
+    /// Logits of `(rows, hidden)` states, batch-invariant like [`Self::decode_step`].
+    pub fn rows_logits(&self, hidden: &Tensor) -> Result<Tensor, ModelError> {
+        Ok(rows_linear(hidden, &self.lm_head, None)?)
+    }
+
+    /// An empty cache for one sequence of at most `capacity` tokens (it grows if exceeded).
+    pub fn new_cache(&self, capacity: usize) -> KvCache {
+        KvCache {
+            layers: (0..self.layers.len())
+                .map(|_| candle_nn::kv_cache::KvCache::new(1, capacity.max(1)))
+                .collect(),
+            len: 0,
+        }
     }
 
     /// Logits of hidden states (any leading shape): `(.., vocab)`.
@@ -199,7 +299,7 @@ impl TextModel {
         x: &Tensor,
         rope: &RotaryTables,
         mask: &Tensor,
-    ) -> Result<Tensor, ModelError> {
+    ) -> Result<(Tensor, Tensor, Tensor), ModelError> {
         let cfg = &self.cfg;
         let (b, s, _) = x.dims3()?;
         let hd = cfg.head_dim();
@@ -216,6 +316,7 @@ impl TextModel {
             .transpose(1, 2)?;
         let q = ops::apply_rotary(&q, &rope.cos, &rope.sin)?.contiguous()?;
         let k = ops::apply_rotary(&k, &rope.cos, &rope.sin)?;
+        let (k_rot, v_in) = (k.clone(), v.clone());
         let (k, v) = if nh == nkv {
             (k.contiguous()?, v.contiguous()?)
         } else {
@@ -232,6 +333,46 @@ impl TextModel {
         let x = (x + ops::linear(&attn, &l.o_w, None)?)?;
         let h = ops::rms_norm(&x, &l.post_norm, cfg.rms_norm_eps)?;
         let mlp = ops::swiglu_mlp(&h, (&l.gate_w, None), (&l.up_w, None), (&l.down_w, None))?;
-        Ok((x + mlp)?)
+        Ok(((x + mlp)?, k_rot, v_in))
+    }
+}
+
+/// The keys and values one sequence has seen, per layer, each `(kv_heads, len, head_dim)` in a
+/// preallocated buffer (candle-nn's cache, appending along the sequence dimension).
+///
+/// Not `Clone`: the buffers are written in place, so two sequences must never share one; a
+/// prompt's prefill is appended to each of its samples' caches instead.
+pub struct KvCache {
+    layers: Vec<candle_nn::kv_cache::KvCache>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Tokens cached so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends a prefill: per layer, keys and values `(kv_heads, seq, head_dim)` (values are
+    /// copied, so the source tensors and their autograd graph can be dropped).
+    pub fn append_prefill(&mut self, kv: &[(Tensor, Tensor)]) -> Result<(), ModelError> {
+        if kv.len() != self.layers.len() {
+            return Err(ModelError::Input(format!(
+                "prefill has {} layers, the cache {}",
+                kv.len(),
+                self.layers.len()
+            )));
+        }
+        let mut seq = 0;
+        for (cache, (k, v)) in self.layers.iter_mut().zip(kv) {
+            seq = k.dim(1)?;
+            cache.append(&k.detach().contiguous()?, &v.detach().contiguous()?)?;
+        }
+        self.len += seq;
+        Ok(())
     }
 }

@@ -10,6 +10,9 @@ use crate::eval::output::RunSummary;
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryPoint {
     pub run: String,
+    /// The training step the checkpoint was saved at, read from the run's name (`step-50`,
+    /// `checkpoint-50`, `global_step_50`, ...) or its model folder; `None` when neither says.
+    pub step: Option<u64>,
     /// avg@k (%) per benchmark of [`History::benchmarks`]; `None` where not evaluated.
     pub avg_at_k: Vec<Option<f64>>,
     pub ci95: Vec<Option<[f64; 2]>>,
@@ -51,6 +54,7 @@ pub fn history(runs: &[(String, RunSummary)]) -> History {
             let find = |name: &String| summary.benchmarks.values().find(|b| &b.name == name);
             HistoryPoint {
                 run: label.clone(),
+                step: training_step(label),
                 avg_at_k: benchmarks
                     .iter()
                     .map(|n| find(n).and_then(|b| b.avg_at_k))
@@ -64,6 +68,29 @@ pub fn history(runs: &[(String, RunSummary)]) -> History {
         })
         .collect();
     History { benchmarks, points }
+}
+
+impl History {
+    /// Whether every checkpoint has a step, in increasing order: then the plot's x axis is the
+    /// step (checkpoints 50 and 200 steps apart are drawn so), otherwise the run order.
+    pub fn by_step(&self) -> bool {
+        let steps: Option<Vec<u64>> = self.points.iter().map(|p| p.step).collect();
+        steps.is_some_and(|s| !s.is_empty() && s.windows(2).all(|w| w[0] < w[1]))
+    }
+}
+
+/// The training step named in a run or checkpoint name: the number after the last `step`,
+/// `checkpoint` or `global_step` (with `-`, `_` or nothing between), as trainers name their
+/// checkpoint folders (Spotlight's `step-50`, transformers' `checkpoint-50`, verl's
+/// `global_step_50`).
+pub fn training_step(name: &str) -> Option<u64> {
+    static PATTERN: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = PATTERN.get_or_init(|| {
+        regex::Regex::new(r"(?i)(?:global_step|checkpoint|step)[-_]?(\d+)").expect("valid regex")
+    });
+    re.captures_iter(name)
+        .last()
+        .and_then(|c| c[1].parse().ok())
 }
 
 /// The trend table: one row per checkpoint, the best and second-best checkpoint of each
@@ -89,20 +116,25 @@ pub fn render_history(h: &History, plot: Option<&str>) -> String {
             "![avg@k per benchmark across checkpoints]({plot})\n\n"
         ));
     }
-    out.push_str("| Run | ");
+    let steps = h.by_step();
+    out.push_str(if steps { "| Run | Step | " } else { "| Run | " });
     let mut names = h.benchmarks.clone();
     if with_avg {
         names.push("Avg".into());
     }
     out.push_str(&names.join(" | "));
-    out.push_str(" |\n|---|");
+    out.push_str(if steps { " |\n|---|---:|" } else { " |\n|---|" });
     out.push_str(&"---:|".repeat(width));
     out.push('\n');
     for (i, p) in h.points.iter().enumerate() {
         let cells: Vec<String> = (0..width)
             .map(|c| marked_cell(column(p, c), marks[c][i]))
             .collect();
-        out.push_str(&format!("| {} | {} |\n", p.run, cells.join(" | ")));
+        let step = match p.step.filter(|_| steps) {
+            Some(n) => format!(" {n} |"),
+            None => String::new(),
+        };
+        out.push_str(&format!("| {} |{step} {} |\n", p.run, cells.join(" | ")));
     }
     if let (Some(first), Some(last)) = (h.points.first(), h.points.last()) {
         if h.points.len() > 1 {
@@ -110,13 +142,29 @@ pub fn render_history(h: &History, plot: Option<&str>) -> String {
                 .map(|c| delta_cell(column(last, c).zip(column(first, c)).map(|(b, a)| b - a)))
                 .collect();
             out.push_str(&format!(
-                "| *Δ {} − {}* | {} |\n",
+                "| *Δ {} − {}* |{} {} |\n",
                 last.run,
                 first.run,
+                if steps { " |" } else { "" },
                 cells.join(" | ")
             ));
         }
     }
     out.push_str("\navg@k accuracy (%) per checkpoint run, in the order given. **Bold** is the best checkpoint of a column, <u>underlined</u> the second best. Differences between checkpoints are not tested here: `spotlight compare` does that.\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::training_step;
+
+    #[test]
+    fn steps_are_read_from_the_usual_checkpoint_names() {
+        assert_eq!(training_step("step-50"), Some(50));
+        assert_eq!(training_step("runs/vppo/checkpoint-1200"), Some(1200));
+        assert_eq!(training_step("global_step_30/actor/huggingface"), Some(30));
+        assert_eq!(training_step("eval-step100"), Some(100));
+        assert_eq!(training_step("final"), None);
+        assert_eq!(training_step("step-"), None);
+    }
 }

@@ -43,7 +43,19 @@ pub fn history_svg(h: &History, path: &Path) -> Result<String, ReportError> {
         let pad = ((high - low) * 0.1).max(1.0);
         ((low - pad).max(0.0), (high + pad).min(100.0))
     };
-    let last = h.points.len().saturating_sub(1).max(1) as i32;
+    // x: the training step when every checkpoint has one, else the position in the run order
+    let by_step = h.by_step();
+    let xs: Vec<i64> = h
+        .points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match p.step.filter(|_| by_step) {
+            Some(step) => i64::try_from(step).unwrap_or(i64::MAX),
+            None => i as i64,
+        })
+        .collect();
+    let first = xs.first().copied().unwrap_or(0);
+    let last = xs.last().copied().unwrap_or(0).max(first + 1);
     let labels: Vec<String> = h.points.iter().map(|p| p.run.clone()).collect();
     let mut svg = String::new();
     {
@@ -54,29 +66,34 @@ pub fn history_svg(h: &History, path: &Path) -> Result<String, ReportError> {
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(52)
-            .build_cartesian_2d(0i32..last, low..high)
+            .build_cartesian_2d(first..last, low..high)
             .map_err(|e| fail(&e))?;
-        chart
-            .configure_mesh()
-            .x_labels(labels.len().max(2))
-            .x_label_formatter(&|x| {
-                usize::try_from(*x)
-                    .ok()
-                    .and_then(|i| labels.get(i))
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .y_desc("avg@k (%)")
-            .x_desc("checkpoint run")
-            .draw()
-            .map_err(|e| fail(&e))?;
+        let run_label = |x: &i64| {
+            usize::try_from(*x)
+                .ok()
+                .and_then(|i| labels.get(i))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let step_label = |x: &i64| x.to_string();
+        let mut mesh = chart.configure_mesh();
+        if by_step {
+            mesh.x_labels(8)
+                .x_label_formatter(&step_label)
+                .x_desc("training step");
+        } else {
+            mesh.x_labels(labels.len().max(2))
+                .x_label_formatter(&run_label)
+                .x_desc("checkpoint run");
+        }
+        mesh.y_desc("avg@k (%)").draw().map_err(|e| fail(&e))?;
         for (b, name) in h.benchmarks.iter().enumerate() {
             let colour = PALETTE[b % PALETTE.len()];
-            let points: Vec<(i32, f64)> = h
+            let points: Vec<(i64, f64)> = h
                 .points
                 .iter()
                 .enumerate()
-                .filter_map(|(i, p)| Some((i as i32, p.avg_at_k[b]?)))
+                .filter_map(|(i, p)| Some((xs[i], p.avg_at_k[b]?)))
                 .collect();
             chart
                 .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))

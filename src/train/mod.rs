@@ -20,9 +20,11 @@ pub mod cases;
 pub mod grid;
 pub mod loss;
 pub mod objective;
+pub mod optim;
 pub mod perception;
 pub mod perturb;
 pub mod recipe;
+pub mod trainer;
 pub mod verl;
 
 use std::path::PathBuf;
@@ -84,6 +86,27 @@ pub enum TrainError {
     /// A perturbation's parameter is out of range.
     #[error("perturbation {kind}: {reason}")]
     BadPerturbation { kind: &'static str, reason: String },
+
+    // --- training runs ---
+    /// A trainer-state or optimiser file cannot be read or written, or does not fit the run.
+    #[error("{path}: {message}")]
+    State { path: PathBuf, message: String },
+    /// The model failed (generation, scoring, saving).
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// Training data could not be read.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
+    /// Online filtering could not fill a batch.
+    #[error("online filtering kept {kept} of {wanted} groups after {rounds} sampling rounds (max_sampling_rounds): every other group was all right or all wrong; lower [filtering] bounds, disable filtering, or use data the model solves sometimes")]
+    FilteringExhausted {
+        kept: usize,
+        wanted: usize,
+        rounds: usize,
+    },
+    /// Bad settings for a run (data, steps, overrides).
+    #[error("{0}")]
+    Usage(String),
 
     // --- export ---
     /// Writing the export folder failed.

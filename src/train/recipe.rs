@@ -166,6 +166,50 @@ impl TrainRecipe {
         Self::parse(&text, path)
     }
 
+    /// Reads a recipe file, applies `section.key=value` overrides (values in TOML syntax; a
+    /// bare word is taken as a string), then validates: e.g. `batch.prompts_per_step=2` for a
+    /// smoke run without a second recipe file. Unknown keys are refused like misspelt fields.
+    pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::RecipeIo {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let parse_error = |message: String| TrainError::RecipeParse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut doc: toml::Table = toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+        for o in overrides {
+            let (key, raw) = o
+                .split_once('=')
+                .ok_or_else(|| parse_error(format!("override {o:?} is not KEY=VALUE")))?;
+            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+            let mut parts: Vec<&str> = key.trim().split('.').collect();
+            let last = parts.pop().unwrap_or_default();
+            let mut table = &mut doc;
+            for part in parts {
+                table = table
+                    .get_mut(part)
+                    .and_then(toml::Value::as_table_mut)
+                    .ok_or_else(|| parse_error(format!("override {o:?}: no section `{part}`")))?;
+            }
+            if !table.contains_key(last) {
+                return Err(parse_error(format!(
+                    "override {o:?}: no field `{last}` there"
+                )));
+            }
+            table.insert(last.to_string(), value);
+        }
+        let recipe: TrainRecipe = doc
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        recipe.validate(path)?;
+        Ok(recipe)
+    }
+
     /// Parses and validates recipe text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, TrainError> {
         let recipe: TrainRecipe = toml::from_str(text).map_err(|e| TrainError::RecipeParse {
@@ -334,6 +378,32 @@ impl TrainRecipe {
     /// Responses per mini-batch (`mini_batch_prompts * G`).
     pub fn mini_batch_responses(&self) -> usize {
         self.batch.mini_batch_prompts * self.rollout.responses_per_prompt
+    }
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_fields_and_refuse_unknown_ones() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/synth-vppo.toml");
+        let r = TrainRecipe::load_with_overrides(
+            &path,
+            &[
+                "batch.prompts_per_step=2".into(),
+                "batch.mini_batch_prompts=2".into(),
+                "filtering.enabled=false".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.batch.prompts_per_step, 2);
+        assert!(!r.filtering.enabled);
+        let e = TrainRecipe::load_with_overrides(&path, &["batch.prompts_per_stp=2".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("prompts_per_stp"), "{e}");
+        assert!(TrainRecipe::load_with_overrides(&path, &["nosuch.x=1".into()]).is_err());
     }
 }
 

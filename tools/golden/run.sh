@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Regenerates tests/fixtures/qwen25vl/ with the pinned oracle (see requirements.txt).
-# Creates tools/golden/.venv on first use (torch from PyPI: a large download, CPU is all we use).
+# Regenerates the golden files with the pinned oracle (see requirements.txt):
+#   run.sh [generate] [args]  rewrites tests/fixtures/qwen25vl/ (checkpoints and references);
+#   run.sh greedy             adds <fixture>/greedy.json (transformers' greedy decoding).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-venv="$here/.venv"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install --quiet -r "$here/requirements.txt"
-"$venv/bin/python" "$here/generate.py" "$@"
+script=generate.py
+case "${1:-}" in
+  generate) shift ;;
+  greedy) script=greedy.py; shift ;;
+esac
+exec "$here/venv.sh" "$here/$script" "$@"
