@@ -57,6 +57,10 @@ pub struct BenchStepArgs {
     /// Seeds images, responses, advantages and perturbations.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Use the differentiable compositions instead of the fused kernels (the "before" of a
+    /// before/after comparison).
+    #[arg(long)]
+    reference_ops: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -118,6 +122,8 @@ fn vppo_objective(input: &std::path::Path, check: bool) -> anyhow::Result<Outcom
 
 fn bench_step(args: &BenchStepArgs) -> anyhow::Result<Outcome> {
     use spotlight::train::bench_step::{bench_step, BenchStepConfig};
+    spotlight::model::pin_thread_count();
+    spotlight::model::ops::set_fused_kernels(!args.reference_ops);
     let ckpt = spotlight::model::Checkpoint::load(&args.model)
         .with_context(|| format!("cannot load checkpoint {}", args.model.display()))?;
     let config = BenchStepConfig {
@@ -136,14 +142,19 @@ fn bench_step(args: &BenchStepArgs) -> anyhow::Result<Outcome> {
     }
     let m = &report.median_seconds;
     println!(
-        "{} parameters, batch {} x seq {} ({} prompt + {} response tokens, {} patches per image), {} steps",
+        "{} parameters, batch {} x seq {} ({} prompt + {} response tokens, {} patches per image), {} steps, {} ops",
         report.parameters,
         config.batch,
         config.seq,
         report.prompt_tokens,
         report.response_tokens,
         report.image_patches,
-        config.steps
+        config.steps,
+        if report.fused_kernels {
+            "fused"
+        } else {
+            "reference"
+        }
     );
     println!("median seconds:");
     for (name, value) in [

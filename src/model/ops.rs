@@ -8,13 +8,34 @@
 //! compositions in [`reference`] otherwise; the compositions stay as the definition the fused
 //! kernels are tested against (`tests/model_fused_ops.rs`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::{Result, Tensor};
 
 use super::fused;
 
+/// Whether the public ops may take the fused kernels (the default). Off, every op takes its
+/// composition: for before/after measurements (`spotlight debug bench-step --reference-ops`,
+/// `benches/model_step.rs`) and for bisecting a numerical difference.
+static FUSED_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fused kernels on or off for the whole process (see [`FUSED_KERNELS`]).
+pub fn set_fused_kernels(enabled: bool) {
+    FUSED_KERNELS.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the fused kernels are on (see [`set_fused_kernels`]).
+pub fn fused_kernels() -> bool {
+    FUSED_KERNELS.load(Ordering::Relaxed)
+}
+
+fn fused_for(x: &Tensor) -> bool {
+    fused_kernels() && fused::supported(x.device(), x.dtype())
+}
+
 /// RMSNorm as Qwen2RMSNorm: `w * x / sqrt(mean(x^2) + eps)`, statistics in f32 for half types.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    if fused::supported(x.device(), x.dtype()) && weight.dtype() == x.dtype() {
+    if fused_for(x) && weight.dtype() == x.dtype() {
         fused::rms_norm::rms_norm(x, weight, eps)
     } else {
         reference::rms_norm(x, weight, eps)
@@ -23,7 +44,7 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
 
 /// Softmax over the last dimension.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if fused::supported(x.device(), x.dtype()) {
+    if fused_for(x) {
         fused::softmax::softmax_last_dim(x)
     } else {
         reference::softmax_last_dim(x)
@@ -32,7 +53,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 
 /// Log-softmax over the last dimension.
 pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if fused::supported(x.device(), x.dtype()) {
+    if fused_for(x) {
         fused::softmax::log_softmax_last_dim(x)
     } else {
         reference::log_softmax_last_dim(x)
@@ -45,11 +66,7 @@ pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let constant_tables = !cos.track_op() && !sin.track_op();
     let same_dtype = cos.dtype() == x.dtype() && sin.dtype() == x.dtype();
-    if fused::supported(x.device(), x.dtype())
-        && same_dtype
-        && constant_tables
-        && fused::rope::handles(x, cos, sin)
-    {
+    if fused_for(x) && same_dtype && constant_tables && fused::rope::handles(x, cos, sin) {
         fused::rope::apply_rotary(x, cos, sin)
     } else {
         reference::apply_rotary(x, cos, sin)

@@ -11,8 +11,9 @@
 //! The step is on-policy (one PPO epoch): the rollout log-probs are the first pass's values,
 //! detached, so every ratio is 1, which costs the same as any other ratio.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use candle_core::backprop::GradStore;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
@@ -23,7 +24,9 @@ use super::grid::TokenGrid;
 use super::objective::{micro_batch_objective, MiniBatch, MiniBatchShaping, ObjectiveConfig};
 use super::perturb::Perturbation;
 use super::TrainError;
-use crate::model::{Checkpoint, ModelError, ProcessedImage, Qwen25VlConfig, ScoringRequest};
+use crate::model::{
+    Checkpoint, ModelError, ProcessedImage, Qwen25VlConfig, ResponseLogProbs, ScoringRequest,
+};
 
 /// Errors of the step benchmark.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,8 @@ pub struct PhaseSeconds {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchStepReport {
     pub config: BenchStepConfig,
+    /// Whether the fused kernels were on (off: the compositions, `--reference-ops`).
+    pub fused_kernels: bool,
     /// Prompt tokens (image tokens included) and response tokens per row.
     pub prompt_tokens: usize,
     pub response_tokens: usize,
@@ -238,98 +243,197 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Runs `cfg.steps + 1` steps (the first untimed) on `ckpt`, updating its weights in place.
-pub fn bench_step(
-    ckpt: &Checkpoint,
-    cfg: &BenchStepConfig,
-) -> Result<BenchStepReport, BenchStepError> {
-    if cfg.batch == 0 || cfg.steps == 0 {
-        return Err(BenchStepError::Setting(
-            "--batch and --steps must be at least 1".to_string(),
-        ));
-    }
-    let inputs = inputs(ckpt, cfg)?;
-    let processor = &ckpt.image_processor;
-    let originals: Vec<ProcessedImage> = inputs
-        .images
-        .iter()
-        .map(|img| processor.preprocess(&image::DynamicImage::ImageRgb8(img.clone())))
-        .collect::<Result<_, _>>()?;
-    let params = ParamsAdamW {
-        lr: cfg.learning_rate,
-        ..ParamsAdamW::default()
-    };
-    let mut optimizer =
-        AdamW::new(ckpt.varmap.all_vars(), params).map_err(tensor_err("optimizer"))?;
-    let model = &ckpt.model;
-    let perturbation = Perturbation::PUBLISHED;
+/// Time of each phase of one step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepTimes {
+    pub score_image: Duration,
+    pub score_perturbed: Duration,
+    pub loss_backward: Duration,
+    pub optimizer: Duration,
+}
 
-    let mut times: [Vec<f64>; 5] = Default::default();
-    for step in 0..=cfg.steps {
-        // phase 1: the scoring pass whose graph the backward pass walks
-        let t0 = Instant::now();
-        let requests: Vec<ScoringRequest> = originals
+/// The result of the first scoring pass: log-probs on the gradient path and their detached
+/// values as the rollout log-probs.
+pub struct Scored {
+    pub current: ResponseLogProbs,
+    pub old: TokenGrid,
+    pub mask: TokenGrid,
+}
+
+/// One benchmark setup: inputs prepared once, an AdamW over every parameter; each phase a
+/// method, so `benches/model_step.rs` can time them alone.
+pub struct StepRunner<'a> {
+    ckpt: &'a Checkpoint,
+    cfg: BenchStepConfig,
+    inputs: StepInputs,
+    originals: Vec<ProcessedImage>,
+    optimizer: AdamW,
+    steps_done: usize,
+}
+
+impl<'a> StepRunner<'a> {
+    pub fn new(ckpt: &'a Checkpoint, cfg: &BenchStepConfig) -> Result<Self, BenchStepError> {
+        if cfg.batch == 0 || cfg.steps == 0 {
+            return Err(BenchStepError::Setting(
+                "--batch and --steps must be at least 1".to_string(),
+            ));
+        }
+        let inputs = inputs(ckpt, cfg)?;
+        let originals: Vec<ProcessedImage> = inputs
+            .images
             .iter()
-            .zip(&inputs.responses)
+            .map(|img| {
+                ckpt.image_processor
+                    .preprocess(&image::DynamicImage::ImageRgb8(img.clone()))
+            })
+            .collect::<Result<_, _>>()?;
+        let params = ParamsAdamW {
+            lr: cfg.learning_rate,
+            ..ParamsAdamW::default()
+        };
+        let optimizer =
+            AdamW::new(ckpt.varmap.all_vars(), params).map_err(tensor_err("optimizer"))?;
+        Ok(StepRunner {
+            ckpt,
+            cfg: cfg.clone(),
+            inputs,
+            originals,
+            optimizer,
+            steps_done: 0,
+        })
+    }
+
+    /// Prompt tokens (with the image's) of every row.
+    pub fn prompt_tokens(&self) -> usize {
+        self.inputs.prompt_ids.len()
+    }
+
+    /// Vision patches of each image.
+    pub fn image_patches(&self) -> usize {
+        self.originals
+            .first()
+            .map_or(0, ProcessedImage::num_patches)
+    }
+
+    fn score(&self, images: &[ProcessedImage]) -> Result<ResponseLogProbs, BenchStepError> {
+        let requests: Vec<ScoringRequest> = images
+            .iter()
+            .zip(&self.inputs.responses)
             .map(|(img, r)| ScoringRequest {
-                prompt_ids: &inputs.prompt_ids,
+                prompt_ids: &self.inputs.prompt_ids,
                 response_ids: r,
                 image: Some(img),
             })
             .collect();
-        let current = model.log_probs(&requests, 1.0)?;
+        Ok(self.ckpt.model.log_probs(&requests, 1.0)?)
+    }
+
+    /// Phase 1: the scoring pass whose graph the backward pass walks.
+    pub fn score_image(&self) -> Result<Scored, BenchStepError> {
+        let current = self.score(&self.originals)?;
         let old = TokenGrid::from_tensor("old_logprobs", &current.values.detach())?;
         let mask = TokenGrid::from_tensor("response_mask", &current.mask)?;
-        let t1 = Instant::now();
+        Ok(Scored { current, old, mask })
+    }
 
-        // phase 2: perturb each row's image (its own stream per step and row), score
-        let perturbed: Vec<ProcessedImage> = inputs
+    /// Phase 2: patch-blacken each row's image (its own stream per step and row), preprocess
+    /// and score; the values only (no gradient is needed).
+    pub fn score_perturbed(&self) -> Result<TokenGrid, BenchStepError> {
+        let step_id = format!("step-{}", self.steps_done);
+        let perturbed: Vec<ProcessedImage> = self
+            .inputs
             .images
             .iter()
             .enumerate()
             .map(|(row, img)| {
                 let blackened =
-                    perturbation.apply_for_row(img, cfg.seed, &format!("step-{step}"), row as u32);
-                processor.preprocess(&image::DynamicImage::ImageRgb8(blackened))
+                    Perturbation::PUBLISHED.apply_for_row(img, self.cfg.seed, &step_id, row as u32);
+                self.ckpt
+                    .image_processor
+                    .preprocess(&image::DynamicImage::ImageRgb8(blackened))
             })
             .collect::<Result<_, _>>()?;
-        let requests: Vec<ScoringRequest> = perturbed
-            .iter()
-            .zip(&inputs.responses)
-            .map(|(img, r)| ScoringRequest {
-                prompt_ids: &inputs.prompt_ids,
-                response_ids: r,
-                image: Some(img),
-            })
-            .collect();
-        let aug = model.log_probs(&requests, 1.0)?;
-        let aug = TokenGrid::from_tensor("aug_logprobs", &aug.values.detach())?;
-        let t2 = Instant::now();
+        let aug = self.score(&perturbed)?;
+        Ok(TokenGrid::from_tensor(
+            "aug_logprobs",
+            &aug.values.detach(),
+        )?)
+    }
 
-        // phase 3: shaping, loss, backward
-        let shaping = MiniBatchShaping::new(&VPPO_OBJECTIVE, &mask, &old, Some(&aug))?;
+    /// Phase 3: TAS/TGF shaping, the VPPO loss and its backward pass.
+    pub fn loss_backward(
+        &self,
+        scored: &Scored,
+        aug: &TokenGrid,
+    ) -> Result<GradStore, BenchStepError> {
+        let shaping = MiniBatchShaping::new(&VPPO_OBJECTIVE, &scored.mask, &scored.old, Some(aug))?;
         let mini = MiniBatch {
-            response_mask: &mask,
-            old_logprobs: &old,
-            advantages: &inputs.advantages,
+            response_mask: &scored.mask,
+            old_logprobs: &scored.old,
+            advantages: &self.inputs.advantages,
             ref_logprobs: None,
             shaping: &shaping,
         };
-        let objective =
-            micro_batch_objective(&VPPO_OBJECTIVE, &mini, 0..cfg.batch, &current.values)?;
-        let grads = objective
+        let objective = micro_batch_objective(
+            &VPPO_OBJECTIVE,
+            &mini,
+            0..self.cfg.batch,
+            &scored.current.values,
+        )?;
+        objective
             .weighted_loss
             .backward()
-            .map_err(tensor_err("backward"))?;
-        let t3 = Instant::now();
+            .map_err(tensor_err("backward"))
+    }
 
-        // phase 4: AdamW
-        optimizer.step(&grads).map_err(tensor_err("optimizer"))?;
+    /// Phase 4: one AdamW update.
+    pub fn update(&mut self, grads: &GradStore) -> Result<(), BenchStepError> {
+        self.optimizer
+            .step(grads)
+            .map_err(tensor_err("optimizer"))?;
+        self.steps_done += 1;
+        Ok(())
+    }
+
+    /// One whole step, timed phase by phase.
+    pub fn step(&mut self) -> Result<StepTimes, BenchStepError> {
+        let t0 = Instant::now();
+        let scored = self.score_image()?;
+        let t1 = Instant::now();
+        let aug = self.score_perturbed()?;
+        let t2 = Instant::now();
+        let grads = self.loss_backward(&scored, &aug)?;
+        let t3 = Instant::now();
+        self.update(&grads)?;
         drop(grads);
         let t4 = Instant::now();
+        Ok(StepTimes {
+            score_image: t1 - t0,
+            score_perturbed: t2 - t1,
+            loss_backward: t3 - t2,
+            optimizer: t4 - t3,
+        })
+    }
+}
 
+/// Runs `cfg.steps + 1` steps (the first untimed) on `ckpt`, updating its weights in memory.
+pub fn bench_step(
+    ckpt: &Checkpoint,
+    cfg: &BenchStepConfig,
+) -> Result<BenchStepReport, BenchStepError> {
+    let mut runner = StepRunner::new(ckpt, cfg)?;
+    let mut times: [Vec<f64>; 5] = Default::default();
+    for step in 0..=cfg.steps {
+        let t = runner.step()?;
         if step > 0 {
-            let phases = [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0];
+            let total = t.score_image + t.score_perturbed + t.loss_backward + t.optimizer;
+            let phases = [
+                t.score_image,
+                t.score_perturbed,
+                t.loss_backward,
+                t.optimizer,
+                total,
+            ];
             for (acc, d) in times.iter_mut().zip(phases) {
                 acc.push(d.as_secs_f64());
             }
@@ -343,8 +447,8 @@ pub fn bench_step(
         optimizer: d,
         step: e,
     };
-    let response_tokens = cfg.seq - inputs.prompt_ids.len();
-    let image_patches = originals.first().map_or(0, ProcessedImage::num_patches);
+    let response_tokens = cfg.seq - runner.prompt_tokens();
+    let image_patches = runner.image_patches();
     let flops_per_step = 4.0
         * forward_flops(
             &ckpt.config,
@@ -355,7 +459,8 @@ pub fn bench_step(
         );
     Ok(BenchStepReport {
         config: cfg.clone(),
-        prompt_tokens: inputs.prompt_ids.len(),
+        fused_kernels: crate::model::ops::fused_kernels(),
+        prompt_tokens: runner.prompt_tokens(),
         response_tokens,
         image_patches,
         parameters: ckpt.parameter_count()?,
