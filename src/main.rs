@@ -29,6 +29,8 @@ enum Command {
     Eval(Box<cli::eval::EvalArgs>),
     /// Grade responses against ground truths with a reward rule set.
     Grade(cli::grade::GradeArgs),
+    /// Supervised warm start on reference solutions.
+    Sft(Box<cli::sft::SftArgs>),
     /// Train a checkpoint with GRPO, DAPO or VPPO from a recipe.
     Train(Box<cli::train::TrainArgs>),
     /// Serve a checkpoint on an OpenAI-compatible API (/v1/chat/completions).
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Serve(args) => cli::serve::run(args),
         Command::Train(args) => cli::train::run(*args),
+        Command::Sft(args) => cli::sft::run(*args),
         Command::Debug(cmd) => cli::debug::run(cmd),
         Command::Export(cmd) => cli::export::run(cmd),
         Command::Compare(args) => cli::compare::run(args),

@@ -11,6 +11,7 @@ pub mod grade;
 pub mod model;
 pub mod report;
 pub mod serve;
+pub mod sft;
 pub mod synth;
 pub mod train;
 

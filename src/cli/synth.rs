@@ -44,6 +44,19 @@ pub enum SynthCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// A small Qwen2.5-VL-architecture checkpoint with random weights and a byte-level BPE
+    /// tokenizer trained on the synthetic task's text (Qwen's special tokens and chat
+    /// template), in the Hugging Face layout. Presets: recipes/models/<NAME>.toml.
+    Model {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// A preset name (`tiny`, `bench`) or the path of a preset TOML file.
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// A large MathVision-schema file with incompressible images, for ingest benchmarks.
     Large {
         /// Output file.
@@ -95,6 +108,27 @@ pub fn run(cmd: SynthCommand) -> anyhow::Result<Outcome> {
             synth::perception::write_perception(&out, train, test, seed)
                 .with_context(|| format!("writing {}", out.display()))?;
             eprintln!("wrote {} ({train} train, {test} test items)", out.display());
+            Ok(Outcome::Ok)
+        }
+        SynthCommand::Model { out, preset, seed } => {
+            let root = spotlight::bench::project_root()?;
+            let models = root.join("recipes/models");
+            let path = if preset.ends_with(".toml") {
+                PathBuf::from(&preset)
+            } else {
+                models.join(format!("{preset}.toml"))
+            };
+            let config = synth::model::ModelPreset::load(&path)?;
+            let template_path = models.join("chat_template.jinja");
+            let template = std::fs::read_to_string(&template_path)
+                .with_context(|| format!("reading {}", template_path.display()))?;
+            let params = synth::model::write_model(&config, &template, &out, seed)
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "wrote {} ({}; {params} parameters, seed {seed})",
+                out.display(),
+                config.description
+            );
             Ok(Outcome::Ok)
         }
         SynthCommand::Large { output, mb, seed } => {

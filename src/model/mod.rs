@@ -25,6 +25,7 @@ pub mod engine;
 mod error;
 pub mod fused;
 pub mod generate;
+pub mod init;
 pub mod ops;
 pub mod positions;
 pub mod processor;

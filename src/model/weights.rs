@@ -27,6 +27,12 @@ pub enum WeightSource {
         label: PathBuf,
         tensors: HashMap<String, Tensor>,
     },
+    /// Fresh random parameters (see [`super::init`]): every tensor the model asks for is drawn
+    /// from its own stream, so a seed gives the same weights whatever the loading order.
+    Init {
+        seed: u64,
+        std: f64,
+    },
 }
 
 /// The safetensors files of a checkpoint and which tensor lives in which file.
@@ -177,6 +183,7 @@ impl WeightSource {
         match self {
             WeightSource::Files(f) => f.described_by.clone(),
             WeightSource::Memory { label, .. } => label.clone(),
+            WeightSource::Init { seed, .. } => PathBuf::from(format!("<random init, seed {seed}>")),
         }
     }
 
@@ -210,6 +217,11 @@ impl WeightSource {
                 };
                 Ok(t.to_device(device)?.to_dtype(dtype)?)
             }
+            // shapes come from the loader, which draws these itself
+            WeightSource::Init { .. } => Err(ModelError::MissingTensor {
+                path: self.label(),
+                tensor: canonical.to_string(),
+            }),
         }
     }
 
@@ -222,6 +234,7 @@ impl WeightSource {
                 .map(|&id| files.files[id].0.clone())
                 .unwrap_or_else(|| files.described_by.clone()),
             WeightSource::Memory { label, .. } => label.clone(),
+            WeightSource::Init { .. } => self.label(),
         }
     }
 }
@@ -266,7 +279,12 @@ impl<'a> ParamLoader<'a> {
         if let Some(var) = data.get(name) {
             return Ok(var.as_tensor().clone());
         }
-        let t = self.source.read(name, &self.device, self.dtype)?;
+        let t = match self.source {
+            WeightSource::Init { seed, std } => {
+                super::init::init_tensor(name, shape, *seed, *std, &self.device, self.dtype)?
+            }
+            _ => self.source.read(name, &self.device, self.dtype)?,
+        };
         if t.dims() != shape {
             return Err(ModelError::ShapeMismatch {
                 path: self.source.file_of(name),

@@ -5,6 +5,7 @@
 
 pub mod benchmarks;
 pub mod figures;
+pub mod model;
 pub mod perception;
 pub mod table;
 
@@ -28,6 +29,12 @@ pub enum SynthError {
     Image(String),
     #[error("no generator for benchmark {0:?}")]
     UnknownBenchmark(String),
+    #[error("{}: {message}", path.display())]
+    Preset { path: PathBuf, message: String },
+    #[error("training the tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("writing the model: {0}")]
+    Model(String),
 }
 
 impl From<std::io::Error> for SynthError {

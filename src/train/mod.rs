@@ -24,6 +24,7 @@ pub mod optim;
 pub mod perception;
 pub mod perturb;
 pub mod recipe;
+pub mod sft;
 pub mod trainer;
 pub mod verl;
 

@@ -156,6 +156,50 @@ pub struct ValidationSection {
     pub temperature: f64,
 }
 
+/// Reads a TOML file into `T` after applying `section.key=value` overrides (values in TOML
+/// syntax; a bare word is taken as a string). A key that is not in the file is refused, so a
+/// misspelt override cannot be silently ignored.
+pub fn load_toml_with_overrides<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    overrides: &[String],
+) -> Result<T, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TrainError::RecipeIo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parse_error = |message: String| TrainError::RecipeParse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut doc: toml::Table = toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
+    for o in overrides {
+        let (key, raw) = o
+            .split_once('=')
+            .ok_or_else(|| parse_error(format!("override {o:?} is not KEY=VALUE")))?;
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+        let mut parts: Vec<&str> = key.trim().split('.').collect();
+        let last = parts.pop().unwrap_or_default();
+        let mut table = &mut doc;
+        for part in parts {
+            table = table
+                .get_mut(part)
+                .and_then(toml::Value::as_table_mut)
+                .ok_or_else(|| parse_error(format!("override {o:?}: no section `{part}`")))?;
+        }
+        if !table.contains_key(last) {
+            return Err(parse_error(format!(
+                "override {o:?}: no field `{last}` there"
+            )));
+        }
+        table.insert(last.to_string(), value);
+    }
+    doc.try_into()
+        .map_err(|e: toml::de::Error| parse_error(e.to_string()))
+}
+
 impl TrainRecipe {
     /// Reads and validates a recipe file.
     pub fn load(path: &Path) -> Result<Self, TrainError> {
@@ -170,42 +214,7 @@ impl TrainRecipe {
     /// bare word is taken as a string), then validates: e.g. `batch.prompts_per_step=2` for a
     /// smoke run without a second recipe file. Unknown keys are refused like misspelt fields.
     pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::RecipeIo {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let parse_error = |message: String| TrainError::RecipeParse {
-            path: path.to_path_buf(),
-            message,
-        };
-        let mut doc: toml::Table = toml::from_str(&text).map_err(|e| parse_error(e.to_string()))?;
-        for o in overrides {
-            let (key, raw) = o
-                .split_once('=')
-                .ok_or_else(|| parse_error(format!("override {o:?} is not KEY=VALUE")))?;
-            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-            let mut parts: Vec<&str> = key.trim().split('.').collect();
-            let last = parts.pop().unwrap_or_default();
-            let mut table = &mut doc;
-            for part in parts {
-                table = table
-                    .get_mut(part)
-                    .and_then(toml::Value::as_table_mut)
-                    .ok_or_else(|| parse_error(format!("override {o:?}: no section `{part}`")))?;
-            }
-            if !table.contains_key(last) {
-                return Err(parse_error(format!(
-                    "override {o:?}: no field `{last}` there"
-                )));
-            }
-            table.insert(last.to_string(), value);
-        }
-        let recipe: TrainRecipe = doc
-            .try_into()
-            .map_err(|e: toml::de::Error| parse_error(e.to_string()))?;
+        let recipe: TrainRecipe = load_toml_with_overrides(path, overrides)?;
         recipe.validate(path)?;
         Ok(recipe)
     }

@@ -138,14 +138,16 @@ pub struct StepMetrics {
 }
 
 /// A training example ready for the model.
-struct Example {
-    id: String,
-    prompt_ids: Vec<u32>,
+pub(crate) struct Example {
+    pub id: String,
+    pub prompt_ids: Vec<u32>,
     /// The processor-resized image (perturbations apply to it) and its normalised patches.
-    resized: Option<RgbImage>,
-    image: Option<ProcessedImage>,
-    answer: String,
-    options: Vec<String>,
+    pub resized: Option<RgbImage>,
+    pub image: Option<ProcessedImage>,
+    pub answer: String,
+    pub options: Vec<String>,
+    /// The reference solution (the manifest's `solution` field), the target of SFT.
+    pub solution: Option<String>,
 }
 
 /// One kept response.
@@ -214,14 +216,27 @@ pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, Train
     };
     truncate_metrics(&cfg.out.join(METRICS_FILE), step)?;
 
-    let examples = load_examples(cfg, registry, &ckpt, &cfg.train_data, usize::MAX)?;
+    let max_prompt = recipe.rollout.max_prompt_tokens;
+    let examples = load_examples(
+        registry,
+        &cfg.bench,
+        &ckpt,
+        &cfg.train_data,
+        max_prompt,
+        usize::MAX,
+    )?;
     if examples.is_empty() {
         return Err(TrainError::Usage("no usable training items".into()));
     }
     let validation = match &cfg.val_data {
-        Some(source) if recipe.validation.every_steps > 0 => {
-            load_examples(cfg, registry, &ckpt, source, cfg.val_items)?
-        }
+        Some(source) if recipe.validation.every_steps > 0 => load_examples(
+            registry,
+            &cfg.bench,
+            &ckpt,
+            source,
+            max_prompt,
+            cfg.val_items,
+        )?,
         _ => Vec::new(),
     };
     let per_epoch = examples.len().div_ceil(recipe.batch.prompts_per_step);
@@ -624,12 +639,34 @@ fn score_rows(
 /// seeds at every validation, so points on the curve differ only by the weights.
 fn validate(cfg: &RunConfig, ckpt: &Checkpoint, examples: &[Example]) -> Result<f64, TrainError> {
     let v = &cfg.recipe.validation;
-    let k = v.samples_per_item.max(1);
+    avg_at_k(
+        ckpt,
+        examples,
+        cfg.grader.as_ref(),
+        v.samples_per_item,
+        v.temperature,
+        cfg.recipe.rollout.max_response_tokens,
+        cfg.seed,
+    )
+}
+
+/// avg@k (%) of `examples` at `temperature`, sample `s` of item `id` seeded by
+/// (seed, id, s, "validation").
+pub(crate) fn avg_at_k(
+    ckpt: &Checkpoint,
+    examples: &[Example],
+    grader: &dyn Grader,
+    k: usize,
+    temperature: f64,
+    max_new_tokens: usize,
+    seed: u64,
+) -> Result<f64, TrainError> {
+    let k = k.max(1);
     let params = SamplingParams {
-        temperature: v.temperature,
+        temperature,
         top_p: 1.0,
         top_k: 0,
-        max_new_tokens: cfg.recipe.rollout.max_response_tokens,
+        max_new_tokens,
         stop_token_ids: ckpt.stop_token_ids(),
     };
     let mut correct = 0.0;
@@ -647,7 +684,7 @@ fn validate(cfg: &RunConfig, ckpt: &Checkpoint, examples: &[Example]) -> Result<
             .flat_map(|(p, e)| {
                 (0..k).map(move |s| SampleRequest {
                     prompt: p,
-                    seed: derive_seed_tagged(cfg.seed, &e.id, s as u32, "validation"),
+                    seed: derive_seed_tagged(seed, &e.id, s as u32, "validation"),
                 })
             })
             .collect();
@@ -659,7 +696,7 @@ fn validate(cfg: &RunConfig, ckpt: &Checkpoint, examples: &[Example]) -> Result<
                 .decode(&out.token_ids, true)
                 .unwrap_or_default();
             let options = (!ex.options.is_empty()).then_some(ex.options.as_slice());
-            if cfg.grader.grade(&text, &ex.answer, options).correct {
+            if grader.grade(&text, &ex.answer, options).correct {
                 correct += 1.0;
             }
         }
@@ -683,14 +720,15 @@ fn next_examples(cursor: &mut DataCursor, len: usize, n: usize, seed: u64) -> Ve
     out
 }
 
-/// A Fisher-Yates permutation of `0..len` from the epoch's own stream.
+/// The RL data order of an epoch.
 fn epoch_order(len: usize, epoch: u64, seed: u64) -> Vec<usize> {
-    let mut rng = ChaCha20Rng::seed_from_u64(derive_seed_tagged(
-        seed,
-        "data-order",
-        epoch as u32,
-        "epoch",
-    ));
+    seeded_order(len, seed, "data-order", epoch)
+}
+
+/// A Fisher-Yates permutation of `0..len` from its own stream: (seed, `stream`, epoch).
+pub(crate) fn seeded_order(len: usize, seed: u64, stream: &str, epoch: u64) -> Vec<usize> {
+    let mut rng =
+        ChaCha20Rng::seed_from_u64(derive_seed_tagged(seed, stream, epoch as u32, "epoch"));
     let mut order: Vec<usize> = (0..len).collect();
     for i in (1..len).rev() {
         let j = rng.random_range(0..=i);
@@ -709,15 +747,17 @@ fn learning_rate(recipe: &TrainRecipe, step: usize) -> f64 {
     }
 }
 
-/// Reads, renders, tokenizes and preprocesses up to `limit` items of the run's benchmark.
-fn load_examples(
-    cfg: &RunConfig,
+/// Reads, renders, tokenizes and preprocesses up to `limit` items of benchmark `bench`
+/// (items with several images, or prompts over `max_prompt_tokens`, are left out).
+pub(crate) fn load_examples(
     registry: &Registry,
+    bench: &str,
     ckpt: &Checkpoint,
     source: &DataSource,
+    max_prompt_tokens: usize,
     limit: usize,
 ) -> Result<Vec<Example>, TrainError> {
-    let manifest = registry.get(&cfg.bench)?;
+    let manifest = registry.get(bench)?;
     let loaded = registry.load_benchmark(manifest, source)?;
     if let Some(p) = loaded.bad_rows.first() {
         return Err(TrainError::Usage(format!(
@@ -755,7 +795,7 @@ fn load_examples(
         let text = renderer.render(item)?;
         let grids: Vec<_> = image.iter().map(|i| i.grid_thw).collect();
         let prompt_ids = builder.prompt_ids(Some(crate::eval::DEFAULT_SYSTEM), &text, &grids)?;
-        if prompt_ids.len() > cfg.recipe.rollout.max_prompt_tokens {
+        if prompt_ids.len() > max_prompt_tokens {
             continue;
         }
         out.push(Example {
@@ -765,13 +805,14 @@ fn load_examples(
             image,
             answer: item.answer.clone(),
             options: item.options.clone(),
+            solution: item.fields.get("solution").cloned(),
         });
     }
     Ok(out)
 }
 
 /// Every parameter as a trainable variable, by name (sorted: a fixed update order).
-fn named_vars(ckpt: &Checkpoint) -> Result<BTreeMap<String, Var>, TrainError> {
+pub(crate) fn named_vars(ckpt: &Checkpoint) -> Result<BTreeMap<String, Var>, TrainError> {
     let data = ckpt
         .varmap
         .data()
@@ -858,14 +899,14 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
     })
 }
 
-fn state_error(path: &Path, e: std::io::Error) -> TrainError {
+pub(crate) fn state_error(path: &Path, e: std::io::Error) -> TrainError {
     TrainError::State {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
 }
 
-fn progress_bar(show: bool, total: u64, at: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(show: bool, total: u64, at: u64) -> indicatif::ProgressBar {
     let bar = if show {
         indicatif::ProgressBar::new(total)
     } else {
