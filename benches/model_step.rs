@@ -6,7 +6,7 @@
 //! The peer: `tools/bench_step/run.sh --model DIR` times the same phases in PyTorch.
 //!
 //! `SPOTLIGHT_BENCH_MODEL=DIR cargo bench --bench model_step` (DIR: e.g. the output of
-//! `spotlight synth model --preset bench` or `tools/bench_step/run.sh --make-model DIR`);
+//! `spotlight synth model --preset bench --out DIR`);
 //! without it only the per-op group runs. `SPOTLIGHT_BENCH_BATCH` overrides the batch (32).
 
 use std::path::PathBuf;

@@ -10,15 +10,12 @@ a compact version of the spec's (its cost is negligible next to the model's); th
 are transformers' own. Prints the median seconds of each phase over `--steps` steps after one
 warm-up step.
 
-`--make-model DIR` writes a random small checkpoint (4 layers, hidden 256, GQA 4/2 heads, a
-4-block vision tower) using the tokenizer, chat template and processor settings of the tiny
-test fixture, for benchmarking until `spotlight synth model` provides one.
+The folder: `spotlight synth model --preset bench --out DIR` (4 layers, hidden 256).
 """
 
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -28,36 +25,7 @@ import torch
 from PIL import Image
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURE = os.path.join(HERE, "..", "..", "tests", "fixtures", "qwen25vl", "tiny")
 PROMPT_TEXT = "Describe the image."  # as src/train/bench_step.rs
-
-
-def make_model(out, seed):
-    sys.path.insert(0, os.path.join(HERE, "..", "golden"))
-    from generate import randomize, save_weights  # the fixtures' own initialisation and naming
-    from transformers import Qwen2_5_VLConfig
-
-    os.makedirs(out, exist_ok=True)
-    for name in os.listdir(FIXTURE):
-        if name.startswith("tokenizer") or name in ("chat_template.json", "preprocessor_config.json"):
-            shutil.copy(os.path.join(FIXTURE, name), out)
-    with open(os.path.join(FIXTURE, "config.json")) as f:
-        cfg = json.load(f)
-    cfg.update({
-        "hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4, "max_window_layers": 4,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": False,
-        "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]},
-    })
-    cfg["vision_config"].update({
-        "depth": 4, "hidden_size": 128, "intermediate_size": 256, "num_heads": 2, "out_hidden_size": 256,
-    })
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
-    model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig.from_pretrained(out))
-    randomize(model, seed, tied=False)
-    save_weights(model, out, tied=False, shards=1)
-    print(f"wrote {out}: {sum(p.numel() for p in model.parameters())} parameters")
 
 
 def blacken(img, rng, patch=14, p=0.5):
@@ -93,8 +61,7 @@ def vppo_loss(lp, old, aug, mask, adv, clip_low=0.2, clip_high=0.28, clip_dual=3
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model")
-    ap.add_argument("--make-model")
+    ap.add_argument("--model", required=True)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=96)
     ap.add_argument("--steps", type=int, default=5)
@@ -103,17 +70,12 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if args.make_model:
-        make_model(args.make_model, args.seed)
-        return
-    if not args.model:
-        ap.error("--model or --make-model is required")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(args.model, dtype=torch.float32)
     model.train()
-    processor = AutoProcessor.from_pretrained(args.model, use_fast=False)  # the slow (PIL) one, as ours
+    processor = AutoProcessor.from_pretrained(args.model)
     b, size = args.batch, args.image_size
     images = [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(b)]
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT_TEXT}]}]

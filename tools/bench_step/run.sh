@@ -3,7 +3,7 @@
 # peer of `spotlight debug bench-step` (same folder, same shapes). Uses the pinned venv of
 # tools/golden (created on first use).
 #   tools/bench_step/run.sh --model DIR [--batch 32] [--seq 96] [--steps 5] [--json]
-#   tools/bench_step/run.sh --make-model DIR   # a random small checkpoint to benchmark
+#   (DIR: e.g. spotlight synth model --preset bench --out DIR)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 exec "$here/../golden/venv.sh" "$here/bench_step.py" "$@"
