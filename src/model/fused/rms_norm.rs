@@ -25,14 +25,14 @@ struct RmsNormBackwardW {
 fn inv_rms<T: Real>(row: &[T], eps: T) -> T {
     let mut ss = T::ZERO;
     for &v in row {
-        ss = ss + v * v;
+        ss += v * v;
     }
     T::ONE / (ss / T::from_usize(row.len()) + eps).sqrt()
 }
 
 fn forward<T: Real>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let n = w.len();
-    let rows = if n == 0 { 0 } else { x.len() / n };
+    let rows = x.len().checked_div(n).unwrap_or(0);
     let eps = T::from_f64_lossy(eps);
     map_rows(rows, n, |r, out| {
         let xr = &x[r * n..(r + 1) * n];
@@ -45,7 +45,7 @@ fn forward<T: Real>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
 
 fn backward_x<T: Real>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
     let n = w.len();
-    let rows = if n == 0 { 0 } else { x.len() / n };
+    let rows = x.len().checked_div(n).unwrap_or(0);
     let eps = T::from_f64_lossy(eps);
     let nf = T::from_usize(n);
     map_rows(rows, n, |r, out| {
@@ -54,7 +54,7 @@ fn backward_x<T: Real>(x: &[T], w: &[T], dy: &[T], eps: f64) -> Vec<T> {
         // with u = dy * w: dx = inv * u - x * inv^3 * sum(u * x) / n
         let mut dot = T::ZERO;
         for ((&v, &g), &wj) in xr.iter().zip(gr).zip(w) {
-            dot = dot + g * wj * v;
+            dot += g * wj * v;
         }
         let coef = inv * inv * inv * dot / nf;
         for (((o, &v), &g), &wj) in out.iter_mut().zip(xr).zip(gr).zip(w) {
@@ -78,7 +78,7 @@ fn backward_w<T: Real>(x: &[T], dy: &[T], n: usize, eps: f64) -> Vec<T> {
             for (xr, gr) in xb.chunks(n).zip(gb.chunks(n)) {
                 let inv = inv_rms(xr, eps);
                 for ((a, &v), &g) in acc.iter_mut().zip(xr).zip(gr) {
-                    *a = *a + g * v * inv;
+                    *a += g * v * inv;
                 }
             }
             acc
@@ -87,7 +87,7 @@ fn backward_w<T: Real>(x: &[T], dy: &[T], n: usize, eps: f64) -> Vec<T> {
     let mut dw = vec![T::ZERO; n];
     for p in partials {
         for (d, v) in dw.iter_mut().zip(p) {
-            *d = *d + v;
+            *d += v;
         }
     }
     dw

@@ -44,7 +44,7 @@ fn kernel<T: Real>(
     cos: (&[T], &Layout),
     sin: (&[T], &Layout),
 ) -> Vec<T> {
-    let rows = if n == 0 { 0 } else { x.len() / n };
+    let rows = x.len().checked_div(n).unwrap_or(0);
     let (c_off, c_st) = row_offsets(cos.1, rows);
     let (s_off, s_st) = row_offsets(sin.1, rows);
     let h = n / 2;

@@ -22,7 +22,7 @@ fn row_len(layout: &Layout) -> usize {
 }
 
 fn forward<T: Real>(kind: Kind, x: &[T], n: usize) -> Vec<T> {
-    let rows = if n == 0 { 0 } else { x.len() / n };
+    let rows = x.len().checked_div(n).unwrap_or(0);
     map_rows(rows, n, |r, out| {
         let xr = &x[r * n..(r + 1) * n];
         let mut max = T::NEG_INFINITY;
@@ -35,13 +35,13 @@ fn forward<T: Real>(kind: Kind, x: &[T], n: usize) -> Vec<T> {
         for (o, &v) in out.iter_mut().zip(xr) {
             let e = (v - max).exp();
             *o = e;
-            sum = sum + e;
+            sum += e;
         }
         match kind {
             Kind::Softmax => {
                 let inv = T::ONE / sum;
                 for o in out.iter_mut() {
-                    *o = *o * inv;
+                    *o *= inv;
                 }
             }
             Kind::LogSoftmax => {
@@ -55,7 +55,7 @@ fn forward<T: Real>(kind: Kind, x: &[T], n: usize) -> Vec<T> {
 }
 
 fn backward<T: Real>(kind: Kind, y: &[T], dy: &[T], n: usize) -> Vec<T> {
-    let rows = if n == 0 { 0 } else { y.len() / n };
+    let rows = y.len().checked_div(n).unwrap_or(0);
     map_rows(rows, n, |r, out| {
         let (yr, gr) = (&y[r * n..(r + 1) * n], &dy[r * n..(r + 1) * n]);
         match kind {
@@ -63,7 +63,7 @@ fn backward<T: Real>(kind: Kind, y: &[T], dy: &[T], n: usize) -> Vec<T> {
             Kind::Softmax => {
                 let mut dot = T::ZERO;
                 for (&a, &g) in yr.iter().zip(gr) {
-                    dot = dot + a * g;
+                    dot += a * g;
                 }
                 for ((o, &a), &g) in out.iter_mut().zip(yr).zip(gr) {
                     *o = a * (g - dot);
@@ -73,7 +73,7 @@ fn backward<T: Real>(kind: Kind, y: &[T], dy: &[T], n: usize) -> Vec<T> {
             Kind::LogSoftmax => {
                 let mut sum = T::ZERO;
                 for &g in gr {
-                    sum = sum + g;
+                    sum += g;
                 }
                 for ((o, &a), &g) in out.iter_mut().zip(yr).zip(gr) {
                     *o = g - a.exp() * sum;
