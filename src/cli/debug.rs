@@ -27,11 +27,49 @@ pub enum DebugCommand {
         #[arg(long)]
         check: bool,
     },
+    /// Time the phases of one VPPO-shaped training step on a checkpoint folder (CPU, f32).
+    ///
+    /// Phases: scoring pass with the image (on the gradient path), scoring pass with the
+    /// patch-blackened image, shaping + loss + backward, AdamW. Prints the median seconds of
+    /// each over `--steps` steps (after one warm-up) and the model FLOPs per step. Updates the
+    /// weights in memory only; the folder is never written.
+    /// `tools/bench_step/run.sh` times the same phases in PyTorch on the same folder.
+    BenchStep(BenchStepArgs),
+}
+
+#[derive(clap::Args)]
+pub struct BenchStepArgs {
+    /// Checkpoint folder (config.json, safetensors, tokenizer, chat template).
+    #[arg(long)]
+    model: std::path::PathBuf,
+    /// Responses per step, one image each.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Tokens per sequence: prompt (with image tokens) plus response.
+    #[arg(long, default_value_t = 96)]
+    seq: usize,
+    /// Side of the square random input image, in pixels.
+    #[arg(long, default_value_t = 64)]
+    image_size: u32,
+    /// Seeds images, responses, advantages and perturbations.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Use the differentiable compositions instead of the fused kernels (the "before" of a
+    /// before/after comparison).
+    #[arg(long)]
+    reference_ops: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(cmd: DebugCommand) -> anyhow::Result<Outcome> {
     match cmd {
         DebugCommand::VppoObjective { input, check } => vppo_objective(&input, check),
+        DebugCommand::BenchStep(args) => bench_step(&args),
     }
 }
 
@@ -80,4 +118,57 @@ fn vppo_objective(input: &std::path::Path, check: bool) -> anyhow::Result<Outcom
     } else {
         Outcome::CheckFailed
     })
+}
+
+fn bench_step(args: &BenchStepArgs) -> anyhow::Result<Outcome> {
+    use spotlight::train::bench_step::{bench_step, BenchStepConfig};
+    spotlight::model::pin_thread_count();
+    spotlight::model::ops::set_fused_kernels(!args.reference_ops);
+    let ckpt = spotlight::model::Checkpoint::load(&args.model)
+        .with_context(|| format!("cannot load checkpoint {}", args.model.display()))?;
+    let config = BenchStepConfig {
+        batch: args.batch,
+        seq: args.seq,
+        image_size: args.image_size,
+        steps: args.steps,
+        seed: args.seed,
+        ..BenchStepConfig::default()
+    };
+    let report = bench_step(&ckpt, &config)
+        .with_context(|| format!("bench-step on {}", args.model.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(Outcome::Ok);
+    }
+    let m = &report.median_seconds;
+    println!(
+        "{} parameters, batch {} x seq {} ({} prompt + {} response tokens, {} patches per image), {} steps, {} ops",
+        report.parameters,
+        config.batch,
+        config.seq,
+        report.prompt_tokens,
+        report.response_tokens,
+        report.image_patches,
+        config.steps,
+        if report.fused_kernels {
+            "fused"
+        } else {
+            "reference"
+        }
+    );
+    println!("median seconds:");
+    for (name, value) in [
+        ("score (image)", m.score_image),
+        ("score (perturbed)", m.score_perturbed),
+        ("loss + backward", m.loss_backward),
+        ("AdamW", m.optimizer),
+        ("step", m.step),
+    ] {
+        println!("  {name:<18} {value:.4}");
+    }
+    println!(
+        "model FLOPs per step {:.3e} ({:.1} GFLOP/s)",
+        report.flops_per_step, report.gflops_per_second
+    );
+    Ok(Outcome::Ok)
 }

@@ -1,33 +1,76 @@
-//! The model's building blocks as differentiable compositions of candle primitives.
+//! The model's building blocks.
 //!
-//! Why not candle's fused `rms_norm` / `softmax_last_dim` / `rope`: they record no backward
-//! (`../shared/README.md`), so a model built on them trains silently wrong. These compositions
-//! are slower but exact; part 3 replaces them with fused custom ops that have a backward, and
-//! keeps these as the reference those ops are tested against.
+//! Why two implementations: candle's own fused `rms_norm` / `softmax_last_dim` / `rope` record
+//! no backward (`../shared/README.md`), so a model built on them trains silently wrong, while
+//! differentiable compositions of candle primitives are exact but slow (one tensor per
+//! elementary step, forward and backward). The public functions here take the fused kernels of
+//! [`super::fused`] (one pass forward, one backward) for f32/f64 on the CPU and the
+//! compositions in [`reference`] otherwise; the compositions stay as the definition the fused
+//! kernels are tested against (`tests/model_fused_ops.rs`).
 
-use candle_core::{DType, Result, Tensor, D};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{Result, Tensor};
+
+use super::fused;
+
+/// Whether the public ops may take the fused kernels (the default). Off, every op takes its
+/// composition: for before/after measurements (`spotlight debug bench-step --reference-ops`,
+/// `benches/model_step.rs`) and for bisecting a numerical difference.
+static FUSED_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fused kernels on or off for the whole process (see [`FUSED_KERNELS`]).
+pub fn set_fused_kernels(enabled: bool) {
+    FUSED_KERNELS.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the fused kernels are on (see [`set_fused_kernels`]).
+pub fn fused_kernels() -> bool {
+    FUSED_KERNELS.load(Ordering::Relaxed)
+}
+
+fn fused_for(x: &Tensor) -> bool {
+    fused_kernels() && fused::supported(x.device(), x.dtype())
+}
 
 /// RMSNorm as Qwen2RMSNorm: `w * x / sqrt(mean(x^2) + eps)`, statistics in f32 for half types.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-    let dtype = x.dtype();
-    let internal = match dtype {
-        DType::F16 | DType::BF16 => DType::F32,
-        d => d,
-    };
-    let xf = x.to_dtype(internal)?;
-    let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = xf.broadcast_div(&(var + eps)?.sqrt()?)?;
-    normed.to_dtype(dtype)?.broadcast_mul(weight)
+    if fused_for(x) && weight.dtype() == x.dtype() {
+        fused::rms_norm::rms_norm(x, weight, eps)
+    } else {
+        reference::rms_norm(x, weight, eps)
+    }
 }
 
-/// Softmax over the last dimension (max-subtracted, composed of exp / sum / div).
+/// Softmax over the last dimension.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::softmax(x, D::Minus1)
+    if fused_for(x) {
+        fused::softmax::softmax_last_dim(x)
+    } else {
+        reference::softmax_last_dim(x)
+    }
 }
 
-/// Log-softmax over the last dimension, composed (differentiable).
+/// Log-softmax over the last dimension.
 pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::log_softmax(x, D::Minus1)
+    if fused_for(x) {
+        fused::softmax::log_softmax_last_dim(x)
+    } else {
+        reference::log_softmax_last_dim(x)
+    }
+}
+
+/// Rotary embedding in the "rotate half" convention: `x * cos + rotate_half(x) * sin`, with
+/// `cos`/`sin` broadcast against `x`. The fused path treats the tables as constants (they are
+/// functions of positions, never trained); tables that carry a gradient take the composition.
+pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let constant_tables = !cos.track_op() && !sin.track_op();
+    let same_dtype = cos.dtype() == x.dtype() && sin.dtype() == x.dtype();
+    if fused_for(x) && same_dtype && constant_tables && fused::rope::handles(x, cos, sin) {
+        fused::rope::apply_rotary(x, cos, sin)
+    } else {
+        reference::apply_rotary(x, cos, sin)
+    }
 }
 
 /// `x @ w^T + b` for `x` of any rank >= 2 (the last dimension is the input features), `w` of
@@ -45,21 +88,6 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let last = out_dims.len() - 1;
     out_dims[last] = w.dim(0)?;
     y.reshape(out_dims)
-}
-
-/// `[-x2, x1]` where `x = [x1, x2]` split in halves along the last dimension.
-pub fn rotate_half(x: &Tensor) -> Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
-    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
-    let x2 = x.narrow(D::Minus1, d / 2, d - d / 2)?;
-    Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)
-}
-
-/// Rotary embedding in the "rotate half" convention: `x * cos + rotate_half(x) * sin`, with
-/// `cos`/`sin` broadcast against `x`.
-pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    x.broadcast_mul(cos)?
-        .add(&rotate_half(x)?.broadcast_mul(sin)?)
 }
 
 /// SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
@@ -91,10 +119,54 @@ pub fn attention(
     softmax_last_dim(&scores)?.matmul(v)
 }
 
+/// The differentiable compositions of candle primitives: the definition of each op, and the
+/// path for dtypes and devices the fused kernels do not cover.
+pub mod reference {
+    use candle_core::{DType, Result, Tensor, D};
+
+    /// RMSNorm as Qwen2RMSNorm: `w * x / sqrt(mean(x^2) + eps)`, statistics in f32 for half types.
+    pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let internal = match dtype {
+            DType::F16 | DType::BF16 => DType::F32,
+            d => d,
+        };
+        let xf = x.to_dtype(internal)?;
+        let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = xf.broadcast_div(&(var + eps)?.sqrt()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(weight)
+    }
+
+    /// Softmax over the last dimension (max-subtracted, composed of exp / sum / div).
+    pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::softmax(x, D::Minus1)
+    }
+
+    /// Log-softmax over the last dimension, composed (differentiable).
+    pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::log_softmax(x, D::Minus1)
+    }
+
+    /// `[-x2, x1]` where `x = [x1, x2]` split in halves along the last dimension.
+    pub fn rotate_half(x: &Tensor) -> Result<Tensor> {
+        let d = x.dim(D::Minus1)?;
+        let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+        let x2 = x.narrow(D::Minus1, d / 2, d - d / 2)?;
+        Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)
+    }
+
+    /// Rotary embedding in the "rotate half" convention: `x * cos + rotate_half(x) * sin`, with
+    /// `cos`/`sin` broadcast against `x`.
+    pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        x.broadcast_mul(cos)?
+            .add(&rotate_half(x)?.broadcast_mul(sin)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     #[test]
     fn compositions_record_a_backward() {

@@ -15,6 +15,7 @@
 //! - [`verl`]: export of a recipe as a launch script + config for the authors' trainer.
 
 pub mod advantages;
+pub mod bench_step;
 pub mod cases;
 pub mod grid;
 pub mod loss;
