@@ -13,8 +13,8 @@ use super::Outcome;
 /// Face layout with `sft_metrics.jsonl`, and reports avg@k on held-out items before and after.
 #[derive(clap::Args)]
 pub struct SftArgs {
-    /// SFT recipe (e.g. recipes/synth-sft.toml).
-    #[arg(long, default_value = "recipes/synth-sft.toml")]
+    /// SFT recipe (e.g. recipes/sft/synth.toml).
+    #[arg(long, default_value = "recipes/sft/synth.toml")]
     pub config: PathBuf,
     /// Starting checkpoint folder (e.g. from `spotlight synth model`).
     #[arg(long)]

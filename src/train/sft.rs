@@ -263,3 +263,27 @@ pub fn sft(cfg: &SftConfig, registry: &Registry) -> Result<SftOutcome, TrainErro
         out: cfg.out.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sft_recipe_loads_and_misspelt_overrides_are_refused() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/sft");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                SftRecipe::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+        let path = dir.join("synth.toml");
+        let r = SftRecipe::load(&path, &["batch.epochs=1".into()]).unwrap();
+        assert_eq!(r.batch.epochs, 1);
+        assert!(SftRecipe::load(&path, &["batch.epoch=1".into()]).is_err());
+        assert!(SftRecipe::load(&path, &["optim.lr=0".into()]).is_err());
+    }
+}
