@@ -54,6 +54,7 @@ enum Command {
 
 fn main() -> ExitCode {
     spotlight::model::pin_thread_count();
+    spotlight::model::ops::fused_kernels_from_env();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(cmd) => cli::bench::run(cmd),

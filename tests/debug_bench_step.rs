@@ -11,12 +11,12 @@ const TINY: &str = "tests/fixtures/qwen25vl/tiny";
 
 #[test]
 fn bench_step_reports_every_phase_as_json() {
-    for reference in [false, true] {
+    for fused in [false, true] {
         let mut cmd = spotlight();
         cmd.args(["debug", "bench-step", "--model", TINY, "--batch", "2"])
             .args(["--steps", "1", "--seq", "48", "--json"]);
-        if reference {
-            cmd.arg("--reference-ops");
+        if fused {
+            cmd.arg("--fused-ops");
         }
         let out = cmd.output().unwrap();
         assert!(
@@ -25,7 +25,7 @@ fn bench_step_reports_every_phase_as_json() {
             String::from_utf8_lossy(&out.stderr)
         );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["fused_kernels"], !reference);
+        assert_eq!(v["fused_kernels"], fused);
         let m = &v["median_seconds"];
         for phase in [
             "score_image",

@@ -14,10 +14,21 @@ use candle_core::{Result, Tensor};
 
 use super::fused;
 
-/// Whether the public ops may take the fused kernels (the default). Off, every op takes its
-/// composition: for before/after measurements (`spotlight debug bench-step --reference-ops`,
-/// `benches/model_step.rs`) and for bisecting a numerical difference.
-static FUSED_KERNELS: AtomicBool = AtomicBool::new(true);
+/// Whether the public ops take the fused kernels. Off by default: on a quiet 2-core machine the
+/// whole VPPO-shaped step of `debug bench-step` (4 layers, hidden 256, batch 32 x 96 tokens)
+/// measured 1.75-1.83 s with the fused kernels against 1.38-1.57 s with the compositions (the
+/// fused backward is slower than candle's), so the compositions stay the default until the
+/// kernels win. `SPOTLIGHT_FUSED_KERNELS=1`, `debug bench-step --fused-ops` and
+/// `benches/model_step.rs` turn them on; both paths are tested against each other.
+static FUSED_KERNELS: AtomicBool = AtomicBool::new(false);
+
+/// Reads `SPOTLIGHT_FUSED_KERNELS` (`1`/`true` turns the fused kernels on); call once at
+/// start-up.
+pub fn fused_kernels_from_env() {
+    if let Ok(v) = std::env::var("SPOTLIGHT_FUSED_KERNELS") {
+        set_fused_kernels(matches!(v.as_str(), "1" | "true" | "yes"));
+    }
+}
 
 /// Turns the fused kernels on or off for the whole process (see [`FUSED_KERNELS`]).
 pub fn set_fused_kernels(enabled: bool) {
