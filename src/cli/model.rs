@@ -31,20 +31,27 @@ pub enum ModelCommand {
     Generate(GenerateArgs),
 }
 
+/// A checkpoint and one chat turn: what `logprobs` and `generate` both take.
 #[derive(clap::Args)]
-pub struct GenerateArgs {
+pub struct ChatPromptArgs {
     /// Checkpoint folder (config.json, safetensors, tokenizer.json, chat template).
     #[arg(long)]
     pub model: PathBuf,
     /// Image shown before the prompt text in the user turn.
     #[arg(long)]
     pub image: Option<PathBuf>,
-    /// System message (default: the template's).
+    /// System message (default: the template's, "You are a helpful assistant." for Qwen2.5-VL).
     #[arg(long)]
     pub system: Option<String>,
     /// The user's text.
     #[arg(long)]
     pub prompt: String,
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub chat: ChatPromptArgs,
     /// Samples to draw.
     #[arg(long, default_value_t = 1)]
     pub k: u32,
@@ -73,18 +80,8 @@ pub struct GenerateArgs {
 
 #[derive(clap::Args)]
 pub struct LogprobsArgs {
-    /// Checkpoint folder (config.json, safetensors, tokenizer.json, chat template).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Image shown before the prompt text in the user turn.
-    #[arg(long)]
-    pub image: Option<PathBuf>,
-    /// System message (default: the template's, "You are a helpful assistant." for Qwen2.5-VL).
-    #[arg(long)]
-    pub system: Option<String>,
-    /// The user's text.
-    #[arg(long)]
-    pub prompt: String,
+    #[command(flatten)]
+    pub chat: ChatPromptArgs,
     /// The response to score (tokenized alone, without special tokens).
     #[arg(long)]
     pub response: String,
@@ -225,12 +222,13 @@ struct PreparedPrompt {
     prompt_ids: Vec<u32>,
 }
 
-fn prepare_prompt(
-    model: &Path,
-    image: Option<&Path>,
-    system: Option<&str>,
-    prompt: &str,
-) -> anyhow::Result<PreparedPrompt> {
+fn prepare_prompt(chat: &ChatPromptArgs) -> anyhow::Result<PreparedPrompt> {
+    let (model, image, system, prompt) = (
+        chat.model.as_path(),
+        chat.image.as_deref(),
+        chat.system.as_deref(),
+        chat.prompt.as_str(),
+    );
     let opts = LoadOptions::auto()?;
     let ckpt = Checkpoint::load_with(model, &opts)
         .with_context(|| format!("loading {}", model.display()))?;
@@ -256,12 +254,7 @@ fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
         ckpt,
         image,
         prompt_ids,
-    } = prepare_prompt(
-        &args.model,
-        args.image.as_deref(),
-        args.system.as_deref(),
-        &args.prompt,
-    )?;
+    } = prepare_prompt(&args.chat)?;
     let builder = ckpt.prompt_builder()?;
     let response_ids = builder.response_ids(&args.response)?;
     let response_tokens = builder.decode_each(&response_ids)?;
@@ -303,12 +296,7 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<Outcome> {
         ckpt,
         image,
         prompt_ids,
-    } = prepare_prompt(
-        &args.model,
-        args.image.as_deref(),
-        args.system.as_deref(),
-        &args.prompt,
-    )?;
+    } = prepare_prompt(&args.chat)?;
     let params = SamplingParams {
         temperature: args.temperature,
         top_p: args.top_p,
