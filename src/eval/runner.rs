@@ -130,17 +130,15 @@ pub fn run_samples(
                 }
                 let t = next.fetch_add(1, Ordering::SeqCst);
                 let Some(call) = calls.get(t) else { return };
-                for record in produce(benchmarks, call, backend, settings) {
+                // one record per task, in the call's order
+                for (task, record) in call
+                    .iter()
+                    .zip(produce(benchmarks, call, backend, settings))
+                {
                     match log.append(&record) {
                         Ok(()) => {
                             produced.fetch_add(1, Ordering::SeqCst);
-                            if let Some(bar) = benchmarks
-                                .iter()
-                                .position(|b| b.slug == record.benchmark)
-                                .and_then(|b| bars.get(b))
-                            {
-                                bar.inc(1);
-                            }
+                            bars[task.bench].inc(1);
                         }
                         Err(e) => {
                             if let Ok(mut slot) = first_error.lock() {

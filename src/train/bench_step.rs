@@ -87,19 +87,6 @@ impl Default for BenchStepConfig {
 /// same.
 pub const PROMPT_TEXT: &str = "Describe the image.";
 
-/// The published VPPO objective (the spec's hyper-parameters).
-pub const VPPO_OBJECTIVE: ObjectiveConfig = ObjectiveConfig {
-    clip_low: 0.2,
-    clip_high: 0.28,
-    clip_dual: 3.0,
-    rho: 0.4,
-    beta_min: 0.9,
-    entropy_coef: 0.06,
-    tas: true,
-    tgf: true,
-    kl_coef: 0.0,
-};
-
 /// Median seconds of each phase over the timed steps.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseSeconds {
@@ -366,7 +353,12 @@ impl<'a> StepRunner<'a> {
         scored: &Scored,
         aug: &TokenGrid,
     ) -> Result<GradStore, BenchStepError> {
-        let shaping = MiniBatchShaping::new(&VPPO_OBJECTIVE, &scored.mask, &scored.old, Some(aug))?;
+        let shaping = MiniBatchShaping::new(
+            &ObjectiveConfig::PUBLISHED_VPPO,
+            &scored.mask,
+            &scored.old,
+            Some(aug),
+        )?;
         let mini = MiniBatch {
             response_mask: &scored.mask,
             old_logprobs: &scored.old,
@@ -375,7 +367,7 @@ impl<'a> StepRunner<'a> {
             shaping: &shaping,
         };
         let objective = micro_batch_objective(
-            &VPPO_OBJECTIVE,
+            &ObjectiveConfig::PUBLISHED_VPPO,
             &mini,
             0..self.cfg.batch,
             &scored.current.values,

@@ -79,6 +79,19 @@ pub struct ObjectiveConfig {
 }
 
 impl ObjectiveConfig {
+    /// The published VPPO objective (the spec's 7B hyper-parameters).
+    pub const PUBLISHED_VPPO: ObjectiveConfig = ObjectiveConfig {
+        clip_low: 0.2,
+        clip_high: 0.28,
+        clip_dual: 3.0,
+        rho: 0.4,
+        beta_min: 0.9,
+        entropy_coef: 0.06,
+        tas: true,
+        tgf: true,
+        kl_coef: 0.0,
+    };
+
     /// Checks every value is in the domain where the formulas are defined.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |field, value, reason| {
@@ -351,17 +364,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    const VPPO: ObjectiveConfig = ObjectiveConfig {
-        clip_low: 0.2,
-        clip_high: 0.28,
-        clip_dual: 3.0,
-        rho: 0.4,
-        beta_min: 0.9,
-        entropy_coef: 0.06,
-        tas: true,
-        tgf: true,
-        kl_coef: 0.0,
-    };
+    const VPPO: ObjectiveConfig = ObjectiveConfig::PUBLISHED_VPPO;
 
     struct Batch {
         mask: TokenGrid,

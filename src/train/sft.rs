@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::optim::{AdamW, GradAccumulator};
 use super::trainer::{
-    avg_at_k, load_examples, named_vars, progress_bar, seeded_order, state_error, Example,
+    avg_at_k, load_examples, named_vars, progress_bar, seeded_order, state_error, warmup_lr,
+    Example,
 };
 use super::TrainError;
 use crate::bench::{DataSource, Registry};
@@ -224,11 +225,7 @@ pub fn sft(cfg: &SftConfig, registry: &Registry) -> Result<SftOutcome, TrainErro
         let mut grads = GradAccumulator::default();
         grads.backward(&loss, &params)?;
         let norm = grads.norm()?;
-        let lr = if r.optim.warmup_steps > 0 && step <= r.optim.warmup_steps {
-            r.optim.lr * step as f64 / r.optim.warmup_steps as f64
-        } else {
-            r.optim.lr
-        };
+        let lr = warmup_lr(r.optim.lr, r.optim.warmup_steps, step);
         if norm.is_finite() {
             grads.clip(norm, r.optim.max_grad_norm)?;
             optimizer.step(&params, &grads.grads, lr)?;

@@ -262,7 +262,7 @@ pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, Train
             &mut cursor,
             step,
         )?;
-        if m.grad_norm.is_nan() || !m.grad_norm.is_finite() {
+        if !m.grad_norm.is_finite() {
             skipped += 1;
         }
         m.skipped_steps = skipped;
@@ -737,13 +737,17 @@ pub(crate) fn seeded_order(len: usize, seed: u64, stream: &str, epoch: u64) -> V
     order
 }
 
-/// Linear warm-up to the recipe's rate over `warmup_steps`, then constant.
+/// The recipe's learning rate at `step`.
 fn learning_rate(recipe: &TrainRecipe, step: usize) -> f64 {
-    let w = recipe.optim.warmup_steps;
-    if w > 0 && step <= w {
-        recipe.optim.lr * step as f64 / w as f64
+    warmup_lr(recipe.optim.lr, recipe.optim.warmup_steps, step)
+}
+
+/// Linear warm-up to `lr` over `warmup` steps (1-based), then constant.
+pub(crate) fn warmup_lr(lr: f64, warmup: usize, step: usize) -> f64 {
+    if warmup > 0 && step <= warmup {
+        lr * step as f64 / warmup as f64
     } else {
-        recipe.optim.lr
+        lr
     }
 }
 
