@@ -25,7 +25,7 @@ fn image64() -> DynamicImage {
 }
 
 fn bench(c: &mut Criterion) {
-    spotlight::model::pin_thread_count();
+    spotlight::model::prepare_process();
     let Some(dir) = std::env::var_os("SPOTLIGHT_BENCH_MODEL").map(PathBuf::from) else {
         eprintln!("set SPOTLIGHT_BENCH_MODEL to a checkpoint folder (spotlight synth model --preset bench --out DIR)");
         return;

@@ -78,7 +78,7 @@ fn bench_ops(c: &mut Criterion) {
 }
 
 fn bench_step(c: &mut Criterion) {
-    spotlight::model::pin_thread_count();
+    spotlight::model::prepare_process();
     let Some(dir) = std::env::var_os("SPOTLIGHT_BENCH_MODEL").map(PathBuf::from) else {
         eprintln!("set SPOTLIGHT_BENCH_MODEL to a checkpoint folder for the model_step group");
         return;

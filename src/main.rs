@@ -53,7 +53,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    spotlight::model::pin_thread_count();
+    spotlight::model::prepare_process();
     spotlight::model::ops::fused_kernels_from_env();
     let cli = Cli::parse();
     let result = match cli.command {

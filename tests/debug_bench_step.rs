@@ -15,8 +15,8 @@ fn bench_step_reports_every_phase_as_json() {
         let mut cmd = spotlight();
         cmd.args(["debug", "bench-step", "--model", TINY, "--batch", "2"])
             .args(["--steps", "1", "--seq", "48", "--json"]);
-        if fused {
-            cmd.arg("--fused-ops");
+        if !fused {
+            cmd.arg("--reference-ops");
         }
         let out = cmd.output().unwrap();
         assert!(

@@ -13,46 +13,51 @@ fn spotlight() -> Command {
 
 #[test]
 fn logprobs_json_equals_the_reference_ids_and_log_probs() {
-    for &name in FIXTURES {
-        let golden = Golden::load(name);
-        for case in golden.cases() {
-            let label = format!("{name}/{}", case["case"]);
-            let mut cmd = spotlight();
-            cmd.args(["model", "logprobs", "--json", "--model"])
-                .arg(fixture_dir(name))
-                .args(["--prompt", case["prompt"].as_str().unwrap()])
-                .args(["--response", case["response"].as_str().unwrap()]);
-            if let Some(img) = case["image"].as_str() {
-                cmd.arg("--image")
-                    .arg(fixtures_root().join("images").join(img));
-            }
-            if let Some(system) = case["system"].as_str() {
-                cmd.args(["--system", system]);
-            }
-            let out = cmd.output().unwrap();
-            assert!(
-                out.status.success(),
-                "{label}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(ids(&v["prompt_ids"]), ids(&case["prompt_ids"]), "{label}");
-            assert_eq!(
-                ids(&v["response_ids"]),
-                ids(&case["response_ids"]),
-                "{label}"
-            );
-            assert_eq!(v["response_tokens"], case["response_tokens"], "{label}");
-            let ours: Vec<f32> = v["logprobs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect();
-            let reference: Vec<f32> = golden.tensor(&case["logprobs"]["1.0"]).to_vec1().unwrap();
-            assert_eq!(ours.len(), reference.len(), "{label}");
-            for (a, b) in ours.iter().zip(&reference) {
-                assert!((a - b).abs() <= 1e-4, "{label}: {a} vs {b}");
+    // both paths of `model::ops`: the fused kernels (the default) and the compositions
+    for fused in ["1", "0"] {
+        for &name in FIXTURES {
+            let golden = Golden::load(name);
+            for case in golden.cases() {
+                let label = format!("{name}/{} (fused kernels {fused})", case["case"]);
+                let mut cmd = spotlight();
+                cmd.env("SPOTLIGHT_FUSED_KERNELS", fused);
+                cmd.args(["model", "logprobs", "--json", "--model"])
+                    .arg(fixture_dir(name))
+                    .args(["--prompt", case["prompt"].as_str().unwrap()])
+                    .args(["--response", case["response"].as_str().unwrap()]);
+                if let Some(img) = case["image"].as_str() {
+                    cmd.arg("--image")
+                        .arg(fixtures_root().join("images").join(img));
+                }
+                if let Some(system) = case["system"].as_str() {
+                    cmd.args(["--system", system]);
+                }
+                let out = cmd.output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{label}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(ids(&v["prompt_ids"]), ids(&case["prompt_ids"]), "{label}");
+                assert_eq!(
+                    ids(&v["response_ids"]),
+                    ids(&case["response_ids"]),
+                    "{label}"
+                );
+                assert_eq!(v["response_tokens"], case["response_tokens"], "{label}");
+                let ours: Vec<f32> = v["logprobs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+                    .collect();
+                let reference: Vec<f32> =
+                    golden.tensor(&case["logprobs"]["1.0"]).to_vec1().unwrap();
+                assert_eq!(ours.len(), reference.len(), "{label}");
+                for (a, b) in ours.iter().zip(&reference) {
+                    assert!((a - b).abs() <= 1e-4, "{label}: {a} vs {b}");
+                }
             }
         }
     }

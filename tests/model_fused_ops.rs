@@ -209,9 +209,33 @@ fn rotary_matches_composition_with_broadcast_tables() {
 }
 
 #[test]
+fn silu_mul_matches_composition_in_both_inputs() {
+    // `x` plays the gate (strided in odd cases), `w` the up projection of the same shape
+    check_pair(
+        "silu_mul",
+        &|g, u| fused::swiglu::silu_mul(g, u).unwrap(),
+        &|g, u| reference::silu_mul(g, u).unwrap(),
+        &|rng, dims, dtype| random(rng, dims, 2.0, dtype),
+        true,
+        9,
+    );
+    // the forward is written as candle's `silu`, so it gives the composition's bits
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let g = random(&mut rng, &[7, 130], 6.0, DType::F32);
+    let u = random(&mut rng, &[7, 130], 1.0, DType::F32);
+    assert_eq!(
+        max_abs_diff(
+            &fused::swiglu::silu_mul(&g, &u).unwrap(),
+            &reference::silu_mul(&g, &u).unwrap()
+        ),
+        0.0
+    );
+}
+
+#[test]
 fn public_ops_take_the_fused_path_and_agree() {
     // with the fused kernels on, ops:: dispatches f32 on the CPU to them; the values must equal
-    // them exactly (the only test in this binary that switches them on)
+    // them exactly (on is the default; set it anyway, whatever the order tests run in)
     ops::set_fused_kernels(true);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let x = random(&mut rng, &[3, 5, 16], 2.0, DType::F32);
@@ -310,4 +334,6 @@ fn fused_kernels_refuse_what_they_do_not_cover() {
     let w = Tensor::ones(5, DType::F32, &Device::Cpu).unwrap();
     let err = fused::rms_norm::rms_norm(&odd, &w, 1e-6).unwrap_err();
     assert!(err.to_string().contains("does not match"), "{err}");
+    let err = fused::swiglu::silu_mul(&odd, &x.to_dtype(DType::F32).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("differ"), "{err}");
 }

@@ -57,10 +57,10 @@ pub struct BenchStepArgs {
     /// Seeds images, responses, advantages and perturbations.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Use the fused kernels instead of the differentiable compositions (the default; see
+    /// Use the differentiable compositions instead of the fused kernels (the default; see
     /// `spotlight::model::ops`), for a before/after comparison.
     #[arg(long)]
-    fused_ops: bool,
+    reference_ops: bool,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -122,9 +122,9 @@ fn vppo_objective(input: &std::path::Path, check: bool) -> anyhow::Result<Outcom
 
 fn bench_step(args: &BenchStepArgs) -> anyhow::Result<Outcome> {
     use spotlight::train::bench_step::{bench_step, BenchStepConfig};
-    spotlight::model::pin_thread_count();
-    if args.fused_ops {
-        spotlight::model::ops::set_fused_kernels(true);
+    spotlight::model::prepare_process();
+    if args.reference_ops {
+        spotlight::model::ops::set_fused_kernels(false);
     }
     let ckpt = spotlight::model::Checkpoint::load(&args.model)
         .with_context(|| format!("cannot load checkpoint {}", args.model.display()))?;

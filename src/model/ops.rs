@@ -14,19 +14,19 @@ use candle_core::{Result, Tensor};
 
 use super::fused;
 
-/// Whether the public ops take the fused kernels. Off by default: on a quiet 2-core machine the
-/// whole VPPO-shaped step of `debug bench-step` (4 layers, hidden 256, batch 32 x 96 tokens)
-/// measured 1.75-1.83 s with the fused kernels against 1.38-1.57 s with the compositions (the
-/// fused backward is slower than candle's), so the compositions stay the default until the
-/// kernels win. `SPOTLIGHT_FUSED_KERNELS=1`, `debug bench-step --fused-ops` and
-/// `benches/model_step.rs` turn them on; both paths are tested against each other.
-static FUSED_KERNELS: AtomicBool = AtomicBool::new(false);
+/// Whether the public ops take the fused kernels. On by default: on a 2-core machine the whole
+/// VPPO-shaped step of `debug bench-step` (4 layers, hidden 256, batch 32 x 96 tokens) takes
+/// 1.12-1.15 s with them against 1.39-1.55 s with the compositions, once freed memory stays in
+/// the heap ([`super::retain_freed_memory`]; before that the fused kernels' fresh output
+/// buffers paid page faults and they lost). `SPOTLIGHT_FUSED_KERNELS=0` and
+/// `debug bench-step --reference-ops` turn them off; both paths are tested against each other.
+static FUSED_KERNELS: AtomicBool = AtomicBool::new(true);
 
-/// Reads `SPOTLIGHT_FUSED_KERNELS` (`1`/`true` turns the fused kernels on); call once at
-/// start-up.
+/// Reads `SPOTLIGHT_FUSED_KERNELS` (`0`/`false`/`no` turns the fused kernels off, anything
+/// else leaves them on); call once at start-up.
 pub fn fused_kernels_from_env() {
     if let Ok(v) = std::env::var("SPOTLIGHT_FUSED_KERNELS") {
-        set_fused_kernels(matches!(v.as_str(), "1" | "true" | "yes"));
+        set_fused_kernels(!matches!(v.trim(), "0" | "false" | "no" | "off"));
     }
 }
 
@@ -101,6 +101,15 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     y.reshape(out_dims)
 }
 
+/// The SwiGLU activation `silu(g) * u`.
+pub fn silu_mul(g: &Tensor, u: &Tensor) -> Result<Tensor> {
+    if fused_for(g) && u.dtype() == g.dtype() && u.dims() == g.dims() {
+        fused::swiglu::silu_mul(g, u)
+    } else {
+        reference::silu_mul(g, u)
+    }
+}
+
 /// SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
 pub fn swiglu_mlp(
     x: &Tensor,
@@ -108,9 +117,9 @@ pub fn swiglu_mlp(
     up: (&Tensor, Option<&Tensor>),
     down: (&Tensor, Option<&Tensor>),
 ) -> Result<Tensor> {
-    let g = linear(x, gate.0, gate.1)?.silu()?;
+    let g = linear(x, gate.0, gate.1)?;
     let u = linear(x, up.0, up.1)?;
-    linear(&(g * u)?, down.0, down.1)
+    linear(&silu_mul(&g, &u)?, down.0, down.1)
 }
 
 /// Scaled dot-product attention over `(.., heads, q, d)` x `(.., heads, k, d)` with an optional
@@ -156,6 +165,11 @@ pub mod reference {
     /// Log-softmax over the last dimension, composed (differentiable).
     pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::log_softmax(x, D::Minus1)
+    }
+
+    /// The SwiGLU activation `silu(g) * u`, composed.
+    pub fn silu_mul(g: &Tensor, u: &Tensor) -> Result<Tensor> {
+        g.silu()? * u
     }
 
     /// `[-x2, x1]` where `x = [x1, x2]` split in halves along the last dimension.

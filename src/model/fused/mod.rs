@@ -19,6 +19,7 @@
 pub mod rms_norm;
 pub mod rope;
 pub mod softmax;
+pub mod swiglu;
 
 use candle_core::{CpuStorage, DType, Device, Layout, Result};
 use rayon::prelude::*;
