@@ -232,6 +232,132 @@ fn silu_mul_matches_composition_in_both_inputs() {
     );
 }
 
+/// Value and gradients (q, k, v) of `sum(attention(q, k, v) * r)`.
+fn attention_grads(
+    f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+    inputs: [&Tensor; 3],
+    r: &Tensor,
+    strided: bool,
+) -> Vec<Tensor> {
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
+    // strided: each input a non-contiguous view (batch and sequence stored swapped)
+    let views: Vec<Tensor> = vars
+        .iter()
+        .map(|v| {
+            if strided {
+                v.as_tensor()
+                    .transpose(0, 1)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+                    .transpose(0, 1)
+                    .unwrap()
+            } else {
+                v.as_tensor().clone()
+            }
+        })
+        .collect();
+    let y = f(&views[0], &views[1], &views[2]);
+    let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let mut out = vec![y];
+    for v in &vars {
+        out.push(g.get(v.as_tensor()).expect("gradient").clone());
+    }
+    out
+}
+
+#[test]
+fn attention_matches_composition_with_grouped_heads_and_both_masks() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for dtype in [DType::F32, DType::F64] {
+        for case in 0..8 {
+            let b = rng.random_range(1..4);
+            let s = rng.random_range(1..20);
+            let kv = rng.random_range(1..3);
+            let heads = kv * rng.random_range(1..4);
+            let hd = 2 * rng.random_range(1..9);
+            let mask = if case % 2 == 0 {
+                // real lengths, some rows padded (a row of length 0 included once)
+                let key_lengths = (0..b)
+                    .map(|r| {
+                        if case == 4 && r == 0 {
+                            0
+                        } else {
+                            rng.random_range(1..=s)
+                        }
+                    })
+                    .collect();
+                ops::AttentionMask::Causal { key_lengths }
+            } else {
+                let mut bounds = vec![0];
+                while *bounds.last().unwrap() < s {
+                    let next = (bounds.last().unwrap() + rng.random_range(1..6)).min(s);
+                    bounds.push(next);
+                }
+                ops::AttentionMask::Blocks { bounds }
+            };
+            let q = random(&mut rng, &[b, s, heads, hd], 2.0, dtype);
+            let k = random(&mut rng, &[b, s, kv, hd], 2.0, dtype);
+            let v = random(&mut rng, &[b, s, kv, hd], 1.0, dtype);
+            let r = random(&mut rng, &[b, s, heads, hd], 1.0, dtype);
+            let scale = 1.0 / (hd as f64).sqrt();
+            let strided = case % 4 >= 2;
+            let fused_out = attention_grads(
+                &|q, k, v| fused::attention::attention(q, k, v, scale, &mask).unwrap(),
+                [&q, &k, &v],
+                &r,
+                strided,
+            );
+            let reference_out = attention_grads(
+                &|q, k, v| reference::attention_heads(q, k, v, scale, &mask).unwrap(),
+                [&q, &k, &v],
+                &r,
+                strided,
+            );
+            for (what, (a, b)) in ["value", "grad q", "grad k", "grad v"]
+                .iter()
+                .zip(fused_out.iter().zip(&reference_out))
+            {
+                let d = max_abs_diff(a, b);
+                assert!(
+                    d <= tolerance(dtype),
+                    "attention {dtype:?} case {case} {mask:?} strided={strided}: {what} differs by {d:e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_rows_do_not_depend_on_padding_or_threads() {
+    // a row scored alone (its own length) and padded inside a batch gives the same bits
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let (s, heads, kv, hd) = (13, 4, 2, 8);
+    let q = random(&mut rng, &[3, s, heads, hd], 2.0, DType::F32);
+    let k = random(&mut rng, &[3, s, kv, hd], 2.0, DType::F32);
+    let v = random(&mut rng, &[3, s, kv, hd], 1.0, DType::F32);
+    let mask = ops::AttentionMask::Causal {
+        key_lengths: vec![13, 7, 10],
+    };
+    let batch = fused::attention::attention(&q, &k, &v, 0.3, &mask).unwrap();
+    let alone_mask = ops::AttentionMask::Causal {
+        key_lengths: vec![7],
+    };
+    let row = |t: &Tensor| t.narrow(0, 1, 1).unwrap().narrow(1, 0, 7).unwrap();
+    let alone =
+        fused::attention::attention(&row(&q), &row(&k), &row(&v), 0.3, &alone_mask).unwrap();
+    assert_eq!(max_abs_diff(&row(&batch), &alone), 0.0);
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(|| fused::attention::attention(&q, &k, &v, 0.3, &mask).unwrap());
+    assert_eq!(max_abs_diff(&batch, &one_thread), 0.0);
+}
+
 #[test]
 fn public_ops_take_the_fused_path_and_agree() {
     // with the fused kernels on, ops:: dispatches f32 on the CPU to them; the values must equal
@@ -334,6 +460,16 @@ fn fused_kernels_refuse_what_they_do_not_cover() {
     let w = Tensor::ones(5, DType::F32, &Device::Cpu).unwrap();
     let err = fused::rms_norm::rms_norm(&odd, &w, 1e-6).unwrap_err();
     assert!(err.to_string().contains("does not match"), "{err}");
+    let q = Tensor::ones((1, 4, 3, 2), DType::F32, &Device::Cpu).unwrap();
+    let kv = Tensor::ones((1, 4, 2, 2), DType::F32, &Device::Cpu).unwrap();
+    let causal = ops::AttentionMask::Causal {
+        key_lengths: vec![4],
+    };
+    let err = fused::attention::attention(&q, &kv, &kv, 1.0, &causal).unwrap_err();
+    assert!(err.to_string().contains("multiple"), "{err}");
+    let cut = ops::AttentionMask::Blocks { bounds: vec![0, 5] };
+    let err = fused::attention::attention(&kv, &kv, &kv, 1.0, &cut).unwrap_err();
+    assert!(err.to_string().contains("do not cut"), "{err}");
     let err = fused::swiglu::silu_mul(&odd, &x.to_dtype(DType::F32).unwrap()).unwrap_err();
     assert!(err.to_string().contains("differ"), "{err}");
 }

@@ -139,6 +139,27 @@ pub fn attention(
     softmax_last_dim(&scores)?.matmul(v)
 }
 
+pub use super::fused::attention::AttentionMask;
+
+/// Attention of `q` `(batch, seq, heads, head_dim)` over `k`, `v` `(batch, seq, kv_heads,
+/// head_dim)` (grouped-query attention: `heads / kv_heads` consecutive query heads share each
+/// key/value head) with a structured mask; returns `(batch, seq, heads, head_dim)`. The layout
+/// is the one the projections produce and the output projection takes, so neither path
+/// transposes on the way in or out of the fused kernel.
+pub fn attention_heads(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: &AttentionMask,
+) -> Result<Tensor> {
+    if fused_for(q) && k.dtype() == q.dtype() && v.dtype() == q.dtype() {
+        fused::attention::attention(q, k, v, scale, mask)
+    } else {
+        reference::attention_heads(q, k, v, scale, mask)
+    }
+}
+
 /// The differentiable compositions of candle primitives: the definition of each op, and the
 /// path for dtypes and devices the fused kernels do not cover.
 pub mod reference {
@@ -165,6 +186,75 @@ pub mod reference {
     /// Log-softmax over the last dimension, composed (differentiable).
     pub fn log_softmax_last_dim(x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::log_softmax(x, D::Minus1)
+    }
+
+    /// [`super::attention_heads`] composed: heads moved in front of the sequence, key/value
+    /// heads repeated for each query head of their group, the mask as an additive matrix
+    /// (`MASKED` where a key is hidden), softmax, and back.
+    pub fn attention_heads(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        scale: f64,
+        mask: &super::AttentionMask,
+    ) -> Result<Tensor> {
+        let (b, s, nh, hd) = q.dims4()?;
+        let nkv = k.dim(2)?;
+        if nkv == 0 || nh % nkv != 0 {
+            candle_core::bail!("attention: {nh} query heads for {nkv} key/value heads");
+        }
+        if let super::AttentionMask::Blocks { bounds } = mask {
+            let valid = bounds.first() == Some(&0)
+                && bounds.last() == Some(&s)
+                && bounds.windows(2).all(|w| w[0] <= w[1]);
+            if !valid {
+                candle_core::bail!("attention: block bounds {bounds:?} do not cut {s}");
+            }
+        }
+        let rep = nh / nkv;
+        let heads_first = |t: &Tensor, heads: usize| -> Result<Tensor> {
+            let t = t.transpose(1, 2)?;
+            if heads == nh {
+                return t.contiguous();
+            }
+            t.unsqueeze(2)?
+                .broadcast_as((b, heads, rep, s, hd))?
+                .reshape((b, nh, s, hd))
+        };
+        let (qh, kh, vh) = (
+            heads_first(q, nh)?,
+            heads_first(k, nkv)?,
+            heads_first(v, nkv)?,
+        );
+        let masked = crate::model::text::MASKED as f32;
+        let mut m = vec![masked; b * s * s];
+        let mut empty_rows = vec![0f32; b * s];
+        for row in 0..b {
+            for i in 0..s {
+                let (lo, hi) = match mask {
+                    super::AttentionMask::Causal { key_lengths } => {
+                        (0, (i + 1).min(key_lengths.get(row).copied().unwrap_or(0)))
+                    }
+                    super::AttentionMask::Blocks { bounds } => {
+                        let t = bounds.partition_point(|&x| x <= i);
+                        (bounds[t - 1], bounds[t])
+                    }
+                };
+                if lo == hi {
+                    empty_rows[row * s + i] = 1.0;
+                }
+                for j in lo..hi {
+                    m[(row * s + i) * s + j] = 0.0;
+                }
+            }
+        }
+        let m = Tensor::from_vec(m, (b, 1, s, s), q.device())?.to_dtype(q.dtype())?;
+        let out = super::attention(&qh, &kh, &vh, scale, Some(&m))?;
+        // a query that sees no key gives zeros, as the fused kernel does
+        let keep = Tensor::from_vec(empty_rows, (b, 1, s, 1), q.device())?
+            .to_dtype(q.dtype())?
+            .affine(-1.0, 1.0)?;
+        out.broadcast_mul(&keep)?.transpose(1, 2)?.contiguous()
     }
 
     /// The SwiGLU activation `silu(g) * u`, composed.

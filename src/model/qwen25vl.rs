@@ -168,7 +168,15 @@ impl Qwen25Vl {
     fn decoder_inputs(
         &self,
         seqs: &[Sequence],
-    ) -> Result<(Tensor, super::text::RotaryTables, Tensor, Vec<usize>), ModelError> {
+    ) -> Result<
+        (
+            Tensor,
+            super::text::RotaryTables,
+            super::ops::AttentionMask,
+            Vec<usize>,
+        ),
+        ModelError,
+    > {
         if seqs.is_empty() {
             return Err(ModelError::Input("empty batch".to_string()));
         }
@@ -228,7 +236,7 @@ impl Qwen25Vl {
         let embeds = embeds.reshape((b, seq, hidden))?;
         let rows: Vec<&MropePositions> = positions.iter().collect();
         let rope = self.text.rotary_tables(&rows, seq)?;
-        let mask = self.text.causal_mask(&lengths, seq)?;
+        let mask = self.text.causal_mask(&lengths);
         Ok((embeds, rope, mask, lengths))
     }
 

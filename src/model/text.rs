@@ -8,7 +8,7 @@
 use candle_core::{DType, Device, Tensor};
 
 use super::config::TextConfig;
-use super::ops;
+use super::ops::{self, AttentionMask};
 use super::positions::MropePositions;
 use super::rows::rows_linear;
 use super::weights::ParamLoader;
@@ -33,7 +33,8 @@ struct DecoderLayer {
     down_w: Tensor,
 }
 
-/// Rotary tables for a batch: `cos`/`sin` of shape `(batch, 1, seq, head_dim)`.
+/// Rotary tables for a batch: `cos`/`sin` of shape `(batch, seq, 1, head_dim)`, broadcast over
+/// the heads of `(batch, seq, heads, head_dim)` queries and keys.
 pub struct RotaryTables {
     pub cos: Tensor,
     pub sin: Tensor,
@@ -147,31 +148,20 @@ impl TextModel {
                 }
             }
         }
-        let shape = (b, 1, seq, hd);
+        let shape = (b, seq, 1, hd);
         Ok(RotaryTables {
             cos: Tensor::from_vec(cos, shape, &self.device)?.to_dtype(self.dtype)?,
             sin: Tensor::from_vec(sin, shape, &self.device)?.to_dtype(self.dtype)?,
         })
     }
 
-    /// Causal + padding mask `(batch, 1, seq, seq)`: query `i` sees key `j <= i` of its own row
-    /// when key `j` is a real token (`j < lengths[row]`). Right padding: real tokens never see
-    /// padding, so their outputs equal the unpadded ones. Built on the device from a `seq x seq`
-    /// causal part and a `batch x seq` key part, so the host never fills `batch * seq^2` values.
-    pub fn causal_mask(&self, lengths: &[usize], seq: usize) -> Result<Tensor, ModelError> {
-        let masked = MASKED as f32;
-        let causal: Vec<f32> = (0..seq * seq)
-            .map(|k| if k % seq <= k / seq { 0.0 } else { masked })
-            .collect();
-        let keys: Vec<f32> = lengths
-            .iter()
-            .flat_map(|&len| (0..seq).map(move |j| if j < len { 0.0 } else { masked }))
-            .collect();
-        let causal = Tensor::from_vec(causal, (1, 1, seq, seq), &self.device)?;
-        let keys = Tensor::from_vec(keys, (lengths.len(), 1, 1, seq), &self.device)?;
-        // clamp doubly-masked entries back to MASKED, finite in every dtype
-        let mask = causal.broadcast_add(&keys)?.maximum(masked)?;
-        Ok(mask.to_dtype(self.dtype)?)
+    /// Causal + padding mask: query `i` of a row sees its keys `j <= i` with `j` a real token
+    /// (`j < lengths[row]`). Right padding: real tokens never see padding, so their outputs
+    /// equal the unpadded ones.
+    pub fn causal_mask(&self, lengths: &[usize]) -> AttentionMask {
+        AttentionMask::Causal {
+            key_lengths: lengths.to_vec(),
+        }
     }
 
     /// Runs the decoder over `(batch, seq, hidden)` embeddings; returns the final-normed hidden
@@ -180,7 +170,7 @@ impl TextModel {
         &self,
         embeds: &Tensor,
         rope: &RotaryTables,
-        mask: &Tensor,
+        mask: &AttentionMask,
     ) -> Result<Tensor, ModelError> {
         self.run_layers(embeds, rope, mask, None)
     }
@@ -191,7 +181,7 @@ impl TextModel {
         &self,
         embeds: &Tensor,
         rope: &RotaryTables,
-        mask: &Tensor,
+        mask: &AttentionMask,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>), ModelError> {
         let mut kv = Vec::with_capacity(self.layers.len());
         let hidden = self.run_layers(embeds, rope, mask, Some(&mut kv))?;
@@ -202,14 +192,15 @@ impl TextModel {
         &self,
         embeds: &Tensor,
         rope: &RotaryTables,
-        mask: &Tensor,
+        mask: &AttentionMask,
         mut kv: Option<&mut Vec<(Tensor, Tensor)>>,
     ) -> Result<Tensor, ModelError> {
         let mut x = embeds.clone();
         for layer in &self.layers {
             let (next, k, v) = self.layer(layer, &x, rope, mask)?;
             if let Some(kv) = kv.as_deref_mut() {
-                kv.push((k, v));
+                // the cache keeps (batch, kv_heads, seq, head_dim)
+                kv.push((k.transpose(1, 2)?, v.transpose(1, 2)?));
             }
             x = next;
         }
@@ -298,42 +289,26 @@ impl TextModel {
         l: &DecoderLayer,
         x: &Tensor,
         rope: &RotaryTables,
-        mask: &Tensor,
+        mask: &AttentionMask,
     ) -> Result<(Tensor, Tensor, Tensor), ModelError> {
         let cfg = &self.cfg;
         let (b, s, _) = x.dims3()?;
         let hd = cfg.head_dim();
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let h = ops::rms_norm(x, &l.input_norm, cfg.rms_norm_eps)?;
-        let q = ops::linear(&h, &l.q_w, Some(&l.q_b))?
-            .reshape((b, s, nh, hd))?
-            .transpose(1, 2)?;
-        let k = ops::linear(&h, &l.k_w, Some(&l.k_b))?
-            .reshape((b, s, nkv, hd))?
-            .transpose(1, 2)?;
-        let v = ops::linear(&h, &l.v_w, Some(&l.v_b))?
-            .reshape((b, s, nkv, hd))?
-            .transpose(1, 2)?;
-        let q = ops::apply_rotary(&q, &rope.cos, &rope.sin)?.contiguous()?;
+        // (batch, seq, heads, head_dim) throughout: the layout the projections produce and the
+        // output projection takes
+        let q = ops::linear(&h, &l.q_w, Some(&l.q_b))?.reshape((b, s, nh, hd))?;
+        let k = ops::linear(&h, &l.k_w, Some(&l.k_b))?.reshape((b, s, nkv, hd))?;
+        let v = ops::linear(&h, &l.v_w, Some(&l.v_b))?.reshape((b, s, nkv, hd))?;
+        let q = ops::apply_rotary(&q, &rope.cos, &rope.sin)?;
         let k = ops::apply_rotary(&k, &rope.cos, &rope.sin)?;
-        let (k_rot, v_in) = (k.clone(), v.clone());
-        let (k, v) = if nh == nkv {
-            (k.contiguous()?, v.contiguous()?)
-        } else {
-            let rep = nh / nkv;
-            let expand = |t: &Tensor| -> candle_core::Result<Tensor> {
-                t.unsqueeze(2)?
-                    .broadcast_as((b, nkv, rep, s, hd))?
-                    .reshape((b, nh, s, hd))
-            };
-            (expand(&k)?, expand(&v)?)
-        };
-        let attn = ops::attention(&q, &k, &v, 1.0 / (hd as f64).sqrt(), Some(mask))?;
-        let attn = attn.transpose(1, 2)?.reshape((b, s, nh * hd))?;
+        let attn = ops::attention_heads(&q, &k, &v, 1.0 / (hd as f64).sqrt(), mask)?;
+        let attn = attn.reshape((b, s, nh * hd))?;
         let x = (x + ops::linear(&attn, &l.o_w, None)?)?;
         let h = ops::rms_norm(&x, &l.post_norm, cfg.rms_norm_eps)?;
         let mlp = ops::swiglu_mlp(&h, (&l.gate_w, None), (&l.up_w, None), (&l.down_w, None))?;
-        Ok(((x + mlp)?, k_rot, v_in))
+        Ok(((x + mlp)?, k, v))
     }
 }
 

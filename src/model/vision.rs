@@ -299,27 +299,19 @@ impl VisionTower {
         let q = ops::apply_rotary(&qkv.narrow(1, 0, 1)?.squeeze(1)?, &cos, &sin)?;
         let k = ops::apply_rotary(&qkv.narrow(1, 1, 1)?.squeeze(1)?, &cos, &sin)?;
         let v = qkv.narrow(1, 2, 1)?.squeeze(1)?;
-        // (heads, n, hd)
-        let q = q.transpose(0, 1)?.contiguous()?;
-        let k = k.transpose(0, 1)?.contiguous()?;
-        let v = v.transpose(0, 1)?.contiguous()?;
+        // one batch row of (patches, heads, head_dim); attention stays inside each block of `cu`
         let scale = 1.0 / (hd as f64).sqrt();
-        let mut parts = Vec::with_capacity(cu.len());
-        for w in cu.windows(2) {
-            let (s, len) = (w[0], w[1] - w[0]);
-            if len == 0 {
-                continue;
-            }
-            let a = ops::attention(
-                &q.narrow(1, s, len)?,
-                &k.narrow(1, s, len)?,
-                &v.narrow(1, s, len)?,
-                scale,
-                None,
-            )?;
-            parts.push(a);
-        }
-        let attn = Tensor::cat(&parts, 1)?.transpose(0, 1)?.reshape((n, h))?;
+        let mask = ops::AttentionMask::Blocks {
+            bounds: cu.to_vec(),
+        };
+        let attn = ops::attention_heads(
+            &q.unsqueeze(0)?,
+            &k.unsqueeze(0)?,
+            &v.unsqueeze(0)?,
+            scale,
+            &mask,
+        )?;
+        let attn = attn.reshape((n, h))?;
         let attn = ops::linear(&attn, &b.proj_w, Some(&b.proj_b))?;
         let x = (x + attn)?;
         let normed = ops::rms_norm(&x, &b.norm2, 1e-6)?;

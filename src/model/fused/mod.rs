@@ -16,6 +16,7 @@
 //! Scope: f32 and f64 on the CPU. Other dtypes and devices take the composition in
 //! [`super::ops`]; these kernels return an error if called on them directly.
 
+pub mod attention;
 pub mod rms_norm;
 pub mod rope;
 pub mod softmax;
