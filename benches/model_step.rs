@@ -30,8 +30,10 @@ fn fwd_bwd(op: &dyn Fn(&Tensor) -> Tensor, x: &Var, r: &Tensor) {
     assert!(g.get(x.as_tensor()).is_some());
 }
 
-/// Each fused op against its composition, forward + backward, on batch 32 x seq 96 shapes.
+/// Each fused op against its composition, forward + backward, on batch 32 x seq 96 shapes
+/// (hidden 256, four heads of 64, two key/value heads, MLP width 1024).
 fn bench_ops(c: &mut Criterion) {
+    spotlight::model::prepare_process();
     let (b, s, h, heads, hd) = (32, 96, 256, 4, 64);
     let mut group = c.benchmark_group("op_fwd_bwd");
     group.sample_size(10);
@@ -61,18 +63,74 @@ fn bench_ops(c: &mut Criterion) {
         bn.iter(|| fwd_bwd(&|x| reference::rms_norm(x, &w, 1e-6).unwrap(), &x, &r))
     });
 
-    // q as the model has it: (b, s, heads, hd) transposed to (b, heads, s, hd), not contiguous
+    // q as the model has it: (b, s, heads, hd), tables broadcast over the heads
     let q = Var::from_tensor(&random(&[b, s, heads, hd], 6)).unwrap();
-    let cos = random(&[b, 1, s, hd], 7).cos().unwrap();
-    let sin = random(&[b, 1, s, hd], 8).sin().unwrap();
-    let r = random(&[b, heads, s, hd], 9);
-    let rope_fused =
-        |x: &Tensor| fused::rope::apply_rotary(&x.transpose(1, 2).unwrap(), &cos, &sin).unwrap();
-    let rope_reference =
-        |x: &Tensor| reference::apply_rotary(&x.transpose(1, 2).unwrap(), &cos, &sin).unwrap();
-    group.bench_function("rope/fused", |bn| bn.iter(|| fwd_bwd(&rope_fused, &q, &r)));
+    let cos = random(&[b, s, 1, hd], 7).cos().unwrap();
+    let sin = random(&[b, s, 1, hd], 8).sin().unwrap();
+    let r = random(&[b, s, heads, hd], 9);
+    group.bench_function("rope/fused", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                &|x| fused::rope::apply_rotary(x, &cos, &sin).unwrap(),
+                &q,
+                &r,
+            )
+        })
+    });
     group.bench_function("rope/reference", |bn| {
-        bn.iter(|| fwd_bwd(&rope_reference, &q, &r))
+        bn.iter(|| fwd_bwd(&|x| reference::apply_rotary(x, &cos, &sin).unwrap(), &q, &r))
+    });
+
+    // causal attention with two key/value heads for four query heads, rows of 60..96 tokens
+    let k = random(&[b, s, heads / 2, hd], 10);
+    let v = random(&[b, s, heads / 2, hd], 11);
+    let mask = ops::AttentionMask::Causal {
+        key_lengths: (0..b).map(|i| 60 + i % 37).collect(),
+    };
+    let scale = 1.0 / (hd as f64).sqrt();
+    group.bench_function("attention/fused", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                &|q| fused::attention::attention(q, &k, &v, scale, &mask).unwrap(),
+                &q,
+                &r,
+            )
+        })
+    });
+    group.bench_function("attention/reference", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                &|q| reference::attention_heads(q, &k, &v, scale, &mask).unwrap(),
+                &q,
+                &r,
+            )
+        })
+    });
+
+    // the MLP's up projection and activation: (b, s, 256) -> (b, s, 1024)
+    let inter = 4 * h;
+    let w = random(&[inter, h], 12);
+    let bias = random(&[inter], 13);
+    let r = random(&[b, s, inter], 14);
+    group.bench_function("linear_bias/fused", |bn| {
+        bn.iter(|| {
+            fwd_bwd(
+                &|x| fused::linear::linear(x, &w, Some(&bias)).unwrap(),
+                &x,
+                &r,
+            )
+        })
+    });
+    group.bench_function("linear_bias/reference", |bn| {
+        bn.iter(|| fwd_bwd(&|x| reference::linear(x, &w, Some(&bias)).unwrap(), &x, &r))
+    });
+    let gate = Var::from_tensor(&random(&[b, s, inter], 15)).unwrap();
+    let up = random(&[b, s, inter], 16);
+    group.bench_function("silu_mul/fused", |bn| {
+        bn.iter(|| fwd_bwd(&|g| fused::swiglu::silu_mul(g, &up).unwrap(), &gate, &r))
+    });
+    group.bench_function("silu_mul/reference", |bn| {
+        bn.iter(|| fwd_bwd(&|g| reference::silu_mul(g, &up).unwrap(), &gate, &r))
     });
     group.finish();
 }

@@ -359,6 +359,64 @@ fn attention_rows_do_not_depend_on_padding_or_threads() {
 }
 
 #[test]
+fn linear_matches_composition_in_input_weight_and_bias() {
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    for dtype in [DType::F32, DType::F64] {
+        for case in 0..8 {
+            let dims = shape(&mut rng);
+            let inp = *dims.last().unwrap();
+            let out = rng.random_range(1..70);
+            let x = random(&mut rng, &dims, 2.0, dtype);
+            let w = random(&mut rng, &[out, inp], 0.5, dtype);
+            let b = random(&mut rng, &[out], 1.0, dtype);
+            let mut out_dims = dims.clone();
+            *out_dims.last_mut().unwrap() = out;
+            let r = random(&mut rng, &out_dims, 1.0, dtype);
+            let with_bias = case % 2 == 0;
+            let strided = case % 4 >= 2;
+            let run = |f: &dyn Fn(&Tensor, &Tensor, Option<&Tensor>) -> Tensor| -> Vec<Tensor> {
+                let (xv, wv, bv) = (
+                    Var::from_tensor(&x).unwrap(),
+                    Var::from_tensor(&w).unwrap(),
+                    Var::from_tensor(&b).unwrap(),
+                );
+                let xin = maybe_strided(xv.as_tensor(), strided);
+                let y = f(&xin, wv.as_tensor(), with_bias.then_some(bv.as_tensor()));
+                let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut res = vec![y];
+                res.push(g.get(xv.as_tensor()).unwrap().clone());
+                res.push(g.get(wv.as_tensor()).unwrap().clone());
+                if with_bias {
+                    res.push(g.get(bv.as_tensor()).unwrap().clone());
+                }
+                res
+            };
+            let fused_out = run(&|x, w, b| fused::linear::linear(x, w, b).unwrap());
+            let reference_out = run(&|x, w, b| reference::linear(x, w, b).unwrap());
+            for (what, (a, b)) in ["value", "grad x", "grad w", "grad b"]
+                .iter()
+                .zip(fused_out.iter().zip(&reference_out))
+            {
+                // sums over up to ~80 products of magnitude ~1: relative, not absolute, 1e-5
+                let scale = b
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap();
+                let scale = scale.to_scalar::<f64>().unwrap().max(1.0);
+                let d = max_abs_diff(a, b) / scale;
+                assert!(
+                    d <= tolerance(dtype),
+                    "linear {dtype:?} case {case} {dims:?} -> {out} bias={with_bias} strided={strided}: {what} differs by {d:e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn public_ops_take_the_fused_path_and_agree() {
     // with the fused kernels on, ops:: dispatches f32 on the CPU to them; the values must equal
     // them exactly (on is the default; set it anyway, whatever the order tests run in)
@@ -470,6 +528,9 @@ fn fused_kernels_refuse_what_they_do_not_cover() {
     let cut = ops::AttentionMask::Blocks { bounds: vec![0, 5] };
     let err = fused::attention::attention(&kv, &kv, &kv, 1.0, &cut).unwrap_err();
     assert!(err.to_string().contains("do not cut"), "{err}");
+    let w = Tensor::ones((3, 5), DType::F32, &Device::Cpu).unwrap();
+    let err = fused::linear::linear(&odd, &w, None).unwrap_err();
+    assert!(err.to_string().contains("does not take"), "{err}");
     let err = fused::swiglu::silu_mul(&odd, &x.to_dtype(DType::F32).unwrap()).unwrap_err();
     assert!(err.to_string().contains("differ"), "{err}");
 }

@@ -87,18 +87,12 @@ pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 /// `x @ w^T + b` for `x` of any rank >= 2 (the last dimension is the input features), `w` of
 /// shape `(out, in)` as stored by PyTorch.
 pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let dims = x.dims();
-    let in_features = dims[dims.len() - 1];
-    let rows = x.elem_count() / in_features.max(1);
-    let y = x.reshape((rows, in_features))?.matmul(&w.t()?)?;
-    let y = match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    };
-    let mut out_dims = dims.to_vec();
-    let last = out_dims.len() - 1;
-    out_dims[last] = w.dim(0)?;
-    y.reshape(out_dims)
+    let same_dtype = w.dtype() == x.dtype() && b.is_none_or(|b| b.dtype() == x.dtype());
+    if fused_for(x) && same_dtype {
+        fused::linear::linear(x, w, b)
+    } else {
+        reference::linear(x, w, b)
+    }
 }
 
 /// The SwiGLU activation `silu(g) * u`.
@@ -255,6 +249,23 @@ pub mod reference {
             .to_dtype(q.dtype())?
             .affine(-1.0, 1.0)?;
         out.broadcast_mul(&keep)?.transpose(1, 2)?.contiguous()
+    }
+
+    /// `x @ w^T + b` composed: `x` flattened to rows, a matrix product with the transposed
+    /// weight, the bias broadcast over rows.
+    pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let dims = x.dims();
+        let in_features = dims[dims.len() - 1];
+        let rows = x.elem_count() / in_features.max(1);
+        let y = x.reshape((rows, in_features))?.matmul(&w.t()?)?;
+        let y = match b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims.to_vec();
+        let last = out_dims.len() - 1;
+        out_dims[last] = w.dim(0)?;
+        y.reshape(out_dims)
     }
 
     /// The SwiGLU activation `silu(g) * u`, composed.

@@ -125,7 +125,8 @@ pub struct BenchStepReport {
 /// Matrix-product FLOPs (2 per multiply-add) of one forward pass of `log_probs` over `batch`
 /// rows of `seq` tokens with `response` response tokens and one image of `patches` patches
 /// each. Attention is counted over full `seq x seq` (and per-image `patches x patches`) score
-/// matrices, as both implementations compute them; elementwise work is left out.
+/// matrices, as PyTorch computes them (Spotlight's fused attention skips keys past a row's
+/// length, so with padding its own count would be lower); elementwise work is left out.
 pub fn forward_flops(
     cfg: &Qwen25VlConfig,
     batch: usize,

@@ -17,6 +17,7 @@
 //! [`super::ops`]; these kernels return an error if called on them directly.
 
 pub mod attention;
+pub mod linear;
 pub mod rms_norm;
 pub mod rope;
 pub mod softmax;
