@@ -17,10 +17,15 @@ use spotlight::model::ops::{self, reference};
 use spotlight::model::{fused, Checkpoint};
 use spotlight::train::bench_step::{BenchStepConfig, StepRunner};
 
+/// Seeded standard-normal values (candle's CPU device cannot be seeded).
 fn random(dims: &[usize], seed: u64) -> Tensor {
-    let dev = Device::Cpu;
-    dev.set_seed(seed).expect("seed");
-    Tensor::randn(0f32, 1.0, dims, &dev).expect("randn")
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n: usize = dims.iter().product();
+    let normal = rand_distr::StandardNormal;
+    let v: Vec<f32> = (0..n).map(|_| normal.sample(&mut rng)).collect();
+    Tensor::from_vec(v, dims, &Device::Cpu).expect("tensor")
 }
 
 /// Forward + backward of `sum(op(x) * r)`.

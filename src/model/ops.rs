@@ -16,10 +16,9 @@ use super::fused;
 
 /// Whether the public ops take the fused kernels. On by default: on a 2-core machine the whole
 /// VPPO-shaped step of `debug bench-step` (4 layers, hidden 256, batch 32 x 96 tokens) takes
-/// 1.12-1.15 s with them against 1.39-1.55 s with the compositions, once freed memory stays in
-/// the heap ([`super::retain_freed_memory`]; before that the fused kernels' fresh output
-/// buffers paid page faults and they lost). `SPOTLIGHT_FUSED_KERNELS=0` and
-/// `debug bench-step --reference-ops` turn them off; both paths are tested against each other.
+/// 0.89 s with them against 1.39 s with the compositions (PyTorch: 0.85 s; README, "Training
+/// speed"). `SPOTLIGHT_FUSED_KERNELS=0` and `debug bench-step --reference-ops` turn them off;
+/// both paths are tested against each other.
 static FUSED_KERNELS: AtomicBool = AtomicBool::new(true);
 
 /// Reads `SPOTLIGHT_FUSED_KERNELS` (`0`/`false`/`no` turns the fused kernels off, anything

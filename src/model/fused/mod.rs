@@ -13,6 +13,13 @@
 //! bit-identical values) nor on the number of threads. The one cross-row reduction (RMSNorm's
 //! weight gradient) sums fixed-size chunks of rows, then the chunk sums in order.
 //!
+//! The ops: softmax and log-softmax, RMSNorm, rotary embedding, the SwiGLU activation, the
+//! linear layer and attention (the last two call the `gemm` crate candle itself runs on).
+//! Attention keeps the row guarantees above (its products run per row and head, over the
+//! row's own keys); the linear layer is one multi-threaded GEMM over all rows and, like the
+//! candle `matmul` it replaces, may round a row differently depending on how many rows there
+//! are — which is why generation's decoding step uses [`super::rows`] instead.
+//!
 //! Scope: f32 and f64 on the CPU. Other dtypes and devices take the composition in
 //! [`super::ops`]; these kernels return an error if called on them directly.
 
