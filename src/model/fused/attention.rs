@@ -488,28 +488,27 @@ impl CustomOp3 for Attention {
     ) -> Result<(CpuStorage, Shape)> {
         let d = dims(l1, l2, l3)?;
         let blocks = self.mask.blocks(d.batch, d.seq)?;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(q), CpuStorage::F32(k), CpuStorage::F32(v)) => {
-                CpuStorage::F32(forward(
-                    View::new(q, l1)?,
-                    View::new(k, l2)?,
-                    View::new(v, l3)?,
-                    d,
-                    &blocks,
-                    self.scale as f32,
-                ))
-            }
-            (CpuStorage::F64(q), CpuStorage::F64(k), CpuStorage::F64(v)) => {
-                CpuStorage::F64(forward(
-                    View::new(q, l1)?,
-                    View::new(k, l2)?,
-                    View::new(v, l3)?,
-                    d,
-                    &blocks,
-                    self.scale,
-                ))
-            }
-            (a, _, _) => return unsupported_dtype(self.name(), a),
+        fn run<T: Real>(
+            s: [&CpuStorage; 3],
+            l: [&Layout; 3],
+            d: Dims,
+            blocks: &[Block],
+            scale: f64,
+        ) -> Result<Vec<T>> {
+            Ok(forward(
+                View::new(s[0].as_slice::<T>()?, l[0])?,
+                View::new(s[1].as_slice::<T>()?, l[1])?,
+                View::new(s[2].as_slice::<T>()?, l[2])?,
+                d,
+                blocks,
+                T::from_f64_lossy(scale),
+            ))
+        }
+        let (s, l) = ([s1, s2, s3], [l1, l2, l3]);
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(run(s, l, d, &blocks, self.scale)?),
+            CpuStorage::F64(_) => CpuStorage::F64(run(s, l, d, &blocks, self.scale)?),
+            a => return unsupported_dtype(self.name(), a),
         };
         Ok((out, l1.shape().clone()))
     }
@@ -555,40 +554,34 @@ impl CustomOp3 for AttentionBackward {
         let blocks = self.mask.blocks(d.batch, d.seq)?;
         let (out_s, out_l) = self.out.storage_and_layout();
         let (dout_s, dout_l) = self.d_out.storage_and_layout();
-        let all = match (s1, s2, s3, &*out_s, &*dout_s) {
-            (
-                CpuStorage::F32(q),
-                CpuStorage::F32(k),
-                CpuStorage::F32(v),
-                candle_core::Storage::Cpu(CpuStorage::F32(o)),
-                candle_core::Storage::Cpu(CpuStorage::F32(g)),
-            ) => CpuStorage::F32(backward(
-                View::new(q, l1)?,
-                View::new(k, l2)?,
-                View::new(v, l3)?,
-                View::new(o, out_l)?,
-                View::new(g, dout_l)?,
+        let (candle_core::Storage::Cpu(o), candle_core::Storage::Cpu(g)) = (&*out_s, &*dout_s)
+        else {
+            candle_core::bail!("{}: the forward output is not on the CPU", self.name());
+        };
+        fn run<T: Real>(
+            s: [&CpuStorage; 5],
+            l: [&Layout; 5],
+            d: Dims,
+            blocks: &[Block],
+            scale: f64,
+        ) -> Result<Vec<T>> {
+            let v = |i: usize| -> Result<View<'_, T>> { View::new(s[i].as_slice::<T>()?, l[i]) };
+            Ok(backward(
+                v(0)?,
+                v(1)?,
+                v(2)?,
+                v(3)?,
+                v(4)?,
                 d,
-                &blocks,
-                self.scale as f32,
-            )),
-            (
-                CpuStorage::F64(q),
-                CpuStorage::F64(k),
-                CpuStorage::F64(v),
-                candle_core::Storage::Cpu(CpuStorage::F64(o)),
-                candle_core::Storage::Cpu(CpuStorage::F64(g)),
-            ) => CpuStorage::F64(backward(
-                View::new(q, l1)?,
-                View::new(k, l2)?,
-                View::new(v, l3)?,
-                View::new(o, out_l)?,
-                View::new(g, dout_l)?,
-                d,
-                &blocks,
-                self.scale,
-            )),
-            (a, ..) => return unsupported_dtype(self.name(), a),
+                blocks,
+                T::from_f64_lossy(scale),
+            ))
+        }
+        let (s, l) = ([s1, s2, s3, o, g], [l1, l2, l3, out_l, dout_l]);
+        let all = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(run(s, l, d, &blocks, self.scale)?),
+            CpuStorage::F64(_) => CpuStorage::F64(run(s, l, d, &blocks, self.scale)?),
+            a => return unsupported_dtype(self.name(), a),
         };
         let n = l1.shape().elem_count() + 2 * l2.shape().elem_count();
         Ok((all, Shape::from(n)))
