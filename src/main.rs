@@ -54,7 +54,6 @@ enum Command {
 
 fn main() -> ExitCode {
     spotlight::model::prepare_process();
-    spotlight::model::ops::fused_kernels_from_env();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(cmd) => cli::bench::run(cmd),

@@ -49,11 +49,13 @@ pub use prompt::{ChatTemplate, PromptBuilder};
 pub use qwen25vl::{Qwen25Vl, ResponseLogProbs, ScoringRequest, Sequence};
 pub use weights::save_checkpoint;
 
-/// Sets up the process for model work: [`pin_thread_count`] and [`retain_freed_memory`]. Call
-/// at the start of `main` (or of a benchmark), before other threads exist.
+/// Sets up the process for model work: [`pin_thread_count`], [`retain_freed_memory`] and the
+/// kernel choice of `SPOTLIGHT_FUSED_KERNELS` ([`ops::fused_kernels_from_env`]). Call at the
+/// start of `main` (or of a benchmark), before other threads exist.
 pub fn prepare_process() {
     pin_thread_count();
     retain_freed_memory();
+    ops::fused_kernels_from_env();
 }
 
 /// Keeps freed memory in the process's heap instead of handing it back to the kernel.
