@@ -122,7 +122,6 @@ fn vppo_objective(input: &std::path::Path, check: bool) -> anyhow::Result<Outcom
 
 fn bench_step(args: &BenchStepArgs) -> anyhow::Result<Outcome> {
     use spotlight::train::bench_step::{bench_step, BenchStepConfig};
-    spotlight::model::prepare_process();
     if args.reference_ops {
         spotlight::model::ops::set_fused_kernels(false);
     }

@@ -115,23 +115,6 @@ pub fn swiglu_mlp(
     linear(&silu_mul(&g, &u)?, down.0, down.1)
 }
 
-/// Scaled dot-product attention over `(.., heads, q, d)` x `(.., heads, k, d)` with an optional
-/// additive mask broadcast to the scores.
-pub fn attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    scale: f64,
-    mask: Option<&Tensor>,
-) -> Result<Tensor> {
-    let scores = (q.matmul(&k.t()?)? * scale)?;
-    let scores = match mask {
-        Some(m) => scores.broadcast_add(m)?,
-        None => scores,
-    };
-    softmax_last_dim(&scores)?.matmul(v)
-}
-
 pub use super::fused::attention::AttentionMask;
 
 /// Attention of `q` `(batch, seq, heads, head_dim)` over `k`, `v` `(batch, seq, kv_heads,
@@ -181,6 +164,27 @@ pub mod reference {
         candle_nn::ops::log_softmax(x, D::Minus1)
     }
 
+    /// Added to the scores of masked (query, key) pairs. Finite so that a row with every key
+    /// masked gives a uniform softmax instead of NaN, which would leak through `0 * NaN`.
+    pub const MASKED: f64 = -1e30;
+
+    /// Scaled dot-product attention over `(.., heads, q, d)` x `(.., heads, k, d)` with an
+    /// optional additive mask broadcast to the scores.
+    pub fn attention(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        scale: f64,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        softmax_last_dim(&scores)?.matmul(v)
+    }
+
     /// [`super::attention_heads`] composed: heads moved in front of the sequence, key/value
     /// heads repeated for each query head of their group, the mask as an additive matrix
     /// (`MASKED` where a key is hidden), softmax, and back.
@@ -196,14 +200,7 @@ pub mod reference {
         if nkv == 0 || nh % nkv != 0 {
             candle_core::bail!("attention: {nh} query heads for {nkv} key/value heads");
         }
-        if let super::AttentionMask::Blocks { bounds } = mask {
-            let valid = bounds.first() == Some(&0)
-                && bounds.last() == Some(&s)
-                && bounds.windows(2).all(|w| w[0] <= w[1]);
-            if !valid {
-                candle_core::bail!("attention: block bounds {bounds:?} do not cut {s}");
-            }
-        }
+        mask.check(b, s)?;
         let rep = nh / nkv;
         let heads_first = |t: &Tensor, heads: usize| -> Result<Tensor> {
             let t = t.transpose(1, 2)?;
@@ -219,30 +216,19 @@ pub mod reference {
             heads_first(k, nkv)?,
             heads_first(v, nkv)?,
         );
-        let masked = crate::model::text::MASKED as f32;
-        let mut m = vec![masked; b * s * s];
+        let mut m = vec![MASKED as f32; b * s * s];
         let mut empty_rows = vec![0f32; b * s];
         for row in 0..b {
             for i in 0..s {
-                let (lo, hi) = match mask {
-                    super::AttentionMask::Causal { key_lengths } => {
-                        (0, (i + 1).min(key_lengths.get(row).copied().unwrap_or(0)))
-                    }
-                    super::AttentionMask::Blocks { bounds } => {
-                        let t = bounds.partition_point(|&x| x <= i);
-                        (bounds[t - 1], bounds[t])
-                    }
-                };
+                let (lo, hi) = mask.key_range(row, i);
                 if lo == hi {
                     empty_rows[row * s + i] = 1.0;
                 }
-                for j in lo..hi {
-                    m[(row * s + i) * s + j] = 0.0;
-                }
+                m[(row * s + i) * s + lo..(row * s + i) * s + hi].fill(0.0);
             }
         }
         let m = Tensor::from_vec(m, (b, 1, s, s), q.device())?.to_dtype(q.dtype())?;
-        let out = super::attention(&qh, &kh, &vh, scale, Some(&m))?;
+        let out = attention(&qh, &kh, &vh, scale, Some(&m))?;
         // a query that sees no key gives zeros, as the fused kernel does
         let keep = Tensor::from_vec(empty_rows, (b, 1, s, 1), q.device())?
             .to_dtype(q.dtype())?

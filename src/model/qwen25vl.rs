@@ -140,8 +140,8 @@ impl Qwen25Vl {
 
     /// Final hidden states `(batch, longest, hidden)` of right-padded sequences, and their lengths.
     fn hidden_states(&self, seqs: &[Sequence]) -> Result<(Tensor, Vec<usize>), ModelError> {
-        let (embeds, rope, mask, lengths) = self.decoder_inputs(seqs)?;
-        let out = self.text.forward_embeds(&embeds, &rope, &mask)?;
+        let (embeds, rope, lengths) = self.decoder_inputs(seqs)?;
+        let out = self.text.forward_embeds(&embeds, &rope, &lengths)?;
         Ok((out, lengths))
     }
 
@@ -149,8 +149,8 @@ impl Qwen25Vl {
     pub(crate) fn prefill(&self, seq: &Sequence) -> Result<Prefill, ModelError> {
         let grids: Vec<GridThw> = seq.images.iter().map(|i| i.grid_thw).collect();
         let next_position = self.positions(seq.ids, &grids)?.next_position();
-        let (embeds, rope, mask, lengths) = self.decoder_inputs(std::slice::from_ref(seq))?;
-        let (hidden, kv) = self.text.forward_embeds_with_kv(&embeds, &rope, &mask)?;
+        let (embeds, rope, lengths) = self.decoder_inputs(std::slice::from_ref(seq))?;
+        let (hidden, kv) = self.text.forward_embeds_with_kv(&embeds, &rope, &lengths)?;
         let last = hidden.get(0)?.get(lengths[0] - 1)?;
         let kv = kv
             .into_iter()
@@ -163,20 +163,12 @@ impl Qwen25Vl {
         })
     }
 
-    /// Embeddings (text and image features merged), rotary tables and mask of right-padded
-    /// sequences, and their lengths.
+    /// Embeddings (text and image features merged) and rotary tables of right-padded sequences,
+    /// and their lengths.
     fn decoder_inputs(
         &self,
         seqs: &[Sequence],
-    ) -> Result<
-        (
-            Tensor,
-            super::text::RotaryTables,
-            super::ops::AttentionMask,
-            Vec<usize>,
-        ),
-        ModelError,
-    > {
+    ) -> Result<(Tensor, super::text::RotaryTables, Vec<usize>), ModelError> {
         if seqs.is_empty() {
             return Err(ModelError::Input("empty batch".to_string()));
         }
@@ -236,8 +228,7 @@ impl Qwen25Vl {
         let embeds = embeds.reshape((b, seq, hidden))?;
         let rows: Vec<&MropePositions> = positions.iter().collect();
         let rope = self.text.rotary_tables(&rows, seq)?;
-        let mask = self.text.causal_mask(&lengths);
-        Ok((embeds, rope, mask, lengths))
+        Ok((embeds, rope, lengths))
     }
 
     /// Logits at every position, `(batch, longest sequence, vocab)`; rows are right-padded and

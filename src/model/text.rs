@@ -2,8 +2,9 @@
 //! rotary embedding (M-RoPE) and a tied or untied head.
 //!
 //! The decoder takes input embeddings (text and image features already merged), explicit per-row
-//! 3-D positions and an additive attention mask, so the same code serves scoring (one pass over
-//! whole sequences) and, in part 2, cached generation (queries shorter than keys).
+//! 3-D positions and each row's length (right padding, causal attention over the row's own
+//! tokens), so the same code serves scoring (one pass over whole sequences) and cached
+//! generation (queries shorter than keys).
 
 use candle_core::{DType, Device, Tensor};
 
@@ -13,10 +14,6 @@ use super::positions::MropePositions;
 use super::rows::rows_linear;
 use super::weights::ParamLoader;
 use super::ModelError;
-
-/// Added to the scores of masked (query, key) pairs. Finite so that a row with every key masked
-/// (a padding query) gives a uniform softmax instead of NaN, which would leak through `0 * NaN`.
-pub const MASKED: f64 = -1e30;
 
 struct DecoderLayer {
     input_norm: Tensor,
@@ -155,24 +152,15 @@ impl TextModel {
         })
     }
 
-    /// Causal + padding mask: query `i` of a row sees its keys `j <= i` with `j` a real token
-    /// (`j < lengths[row]`). Right padding: real tokens never see padding, so their outputs
-    /// equal the unpadded ones.
-    pub fn causal_mask(&self, lengths: &[usize]) -> AttentionMask {
-        AttentionMask::Causal {
-            key_lengths: lengths.to_vec(),
-        }
-    }
-
     /// Runs the decoder over `(batch, seq, hidden)` embeddings; returns the final-normed hidden
     /// states, same shape.
     pub fn forward_embeds(
         &self,
         embeds: &Tensor,
         rope: &RotaryTables,
-        mask: &AttentionMask,
+        lengths: &[usize],
     ) -> Result<Tensor, ModelError> {
-        self.run_layers(embeds, rope, mask, None)
+        self.run_layers(embeds, rope, lengths, None)
     }
 
     /// [`Self::forward_embeds`] that also returns each layer's keys (after the rotary embedding)
@@ -181,10 +169,10 @@ impl TextModel {
         &self,
         embeds: &Tensor,
         rope: &RotaryTables,
-        mask: &AttentionMask,
+        lengths: &[usize],
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>), ModelError> {
         let mut kv = Vec::with_capacity(self.layers.len());
-        let hidden = self.run_layers(embeds, rope, mask, Some(&mut kv))?;
+        let hidden = self.run_layers(embeds, rope, lengths, Some(&mut kv))?;
         Ok((hidden, kv))
     }
 
@@ -192,12 +180,17 @@ impl TextModel {
         &self,
         embeds: &Tensor,
         rope: &RotaryTables,
-        mask: &AttentionMask,
+        lengths: &[usize],
         mut kv: Option<&mut Vec<(Tensor, Tensor)>>,
     ) -> Result<Tensor, ModelError> {
+        // right padding: a row's real tokens never see its padding, so their outputs equal the
+        // unpadded ones
+        let mask = AttentionMask::Causal {
+            key_lengths: lengths.to_vec(),
+        };
         let mut x = embeds.clone();
         for layer in &self.layers {
-            let (next, k, v) = self.layer(layer, &x, rope, mask)?;
+            let (next, k, v) = self.layer(layer, &x, rope, &mask)?;
             if let Some(kv) = kv.as_deref_mut() {
                 // the cache keeps (batch, kv_heads, seq, head_dim)
                 kv.push((k.transpose(1, 2)?, v.transpose(1, 2)?));

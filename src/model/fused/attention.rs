@@ -44,7 +44,8 @@ struct Block {
 }
 
 impl AttentionMask {
-    fn blocks(&self, batch: usize, seq: usize) -> Result<Vec<Block>> {
+    /// Errors unless the mask fits `batch` rows of `seq` positions.
+    pub fn check(&self, batch: usize, seq: usize) -> Result<()> {
         match self {
             AttentionMask::Causal { key_lengths } => {
                 if key_lengths.len() != batch || key_lengths.iter().any(|&l| l > seq) {
@@ -52,18 +53,6 @@ impl AttentionMask {
                         "attention: key lengths {key_lengths:?} do not fit {batch} rows of {seq}"
                     );
                 }
-                Ok(key_lengths
-                    .iter()
-                    .enumerate()
-                    .map(|(row, &len)| Block {
-                        row,
-                        q0: 0,
-                        q1: seq,
-                        k0: 0,
-                        k1: len,
-                        causal: true,
-                    })
-                    .collect())
             }
             AttentionMask::Blocks { bounds } => {
                 let valid = bounds.first() == Some(&0)
@@ -72,23 +61,55 @@ impl AttentionMask {
                 if !valid {
                     candle_core::bail!("attention: block bounds {bounds:?} do not cut {seq}");
                 }
-                Ok((0..batch)
-                    .flat_map(|row| {
-                        bounds
-                            .windows(2)
-                            .filter(|w| w[1] > w[0])
-                            .map(move |w| Block {
-                                row,
-                                q0: w[0],
-                                q1: w[1],
-                                k0: w[0],
-                                k1: w[1],
-                                causal: false,
-                            })
-                    })
-                    .collect())
             }
         }
+        Ok(())
+    }
+
+    /// The keys `lo..hi` query `query` of `row` sees (empty when it sees none); the mask must
+    /// have passed [`Self::check`].
+    pub fn key_range(&self, row: usize, query: usize) -> (usize, usize) {
+        match self {
+            AttentionMask::Causal { key_lengths } => (0, (query + 1).min(key_lengths[row])),
+            AttentionMask::Blocks { bounds } => {
+                let t = bounds.partition_point(|&x| x <= query);
+                (bounds[t - 1], bounds[t])
+            }
+        }
+    }
+
+    /// The tasks of a checked mask: per row, the blocks of queries and the keys they attend to.
+    fn blocks(&self, batch: usize, seq: usize) -> Result<Vec<Block>> {
+        self.check(batch, seq)?;
+        Ok(match self {
+            AttentionMask::Causal { key_lengths } => key_lengths
+                .iter()
+                .enumerate()
+                .map(|(row, &len)| Block {
+                    row,
+                    q0: 0,
+                    q1: seq,
+                    k0: 0,
+                    k1: len,
+                    causal: true,
+                })
+                .collect(),
+            AttentionMask::Blocks { bounds } => (0..batch)
+                .flat_map(|row| {
+                    bounds
+                        .windows(2)
+                        .filter(|w| w[1] > w[0])
+                        .map(move |w| Block {
+                            row,
+                            q0: w[0],
+                            q1: w[1],
+                            k0: w[0],
+                            k1: w[1],
+                            causal: false,
+                        })
+                })
+                .collect(),
+        })
     }
 }
 
