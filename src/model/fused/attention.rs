@@ -17,7 +17,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{unsupported_dtype, Real};
+use super::{with_real, Real};
 
 /// Which keys each query sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -509,28 +509,14 @@ impl CustomOp3 for Attention {
     ) -> Result<(CpuStorage, Shape)> {
         let d = dims(l1, l2, l3)?;
         let blocks = self.mask.blocks(d.batch, d.seq)?;
-        fn run<T: Real>(
-            s: [&CpuStorage; 3],
-            l: [&Layout; 3],
-            d: Dims,
-            blocks: &[Block],
-            scale: f64,
-        ) -> Result<Vec<T>> {
-            Ok(forward(
-                View::new(s[0].as_slice::<T>()?, l[0])?,
-                View::new(s[1].as_slice::<T>()?, l[1])?,
-                View::new(s[2].as_slice::<T>()?, l[2])?,
-                d,
-                blocks,
-                T::from_f64_lossy(scale),
-            ))
-        }
-        let (s, l) = ([s1, s2, s3], [l1, l2, l3]);
-        let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(run(s, l, d, &blocks, self.scale)?),
-            CpuStorage::F64(_) => CpuStorage::F64(run(s, l, d, &blocks, self.scale)?),
-            a => return unsupported_dtype(self.name(), a),
-        };
+        let out = with_real!(self.name(), s1, |T| forward::<T>(
+            View::new(s1.as_slice()?, l1)?,
+            View::new(s2.as_slice()?, l2)?,
+            View::new(s3.as_slice()?, l3)?,
+            d,
+            &blocks,
+            T::from_f64_lossy(self.scale)
+        ));
         Ok((out, l1.shape().clone()))
     }
 
@@ -579,31 +565,16 @@ impl CustomOp3 for AttentionBackward {
         else {
             candle_core::bail!("{}: the forward output is not on the CPU", self.name());
         };
-        fn run<T: Real>(
-            s: [&CpuStorage; 5],
-            l: [&Layout; 5],
-            d: Dims,
-            blocks: &[Block],
-            scale: f64,
-        ) -> Result<Vec<T>> {
-            let v = |i: usize| -> Result<View<'_, T>> { View::new(s[i].as_slice::<T>()?, l[i]) };
-            Ok(backward(
-                v(0)?,
-                v(1)?,
-                v(2)?,
-                v(3)?,
-                v(4)?,
-                d,
-                blocks,
-                T::from_f64_lossy(scale),
-            ))
-        }
-        let (s, l) = ([s1, s2, s3, o, g], [l1, l2, l3, out_l, dout_l]);
-        let all = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(run(s, l, d, &blocks, self.scale)?),
-            CpuStorage::F64(_) => CpuStorage::F64(run(s, l, d, &blocks, self.scale)?),
-            a => return unsupported_dtype(self.name(), a),
-        };
+        let all = with_real!(self.name(), s1, |T| backward::<T>(
+            View::new(s1.as_slice()?, l1)?,
+            View::new(s2.as_slice()?, l2)?,
+            View::new(s3.as_slice()?, l3)?,
+            View::new(o.as_slice()?, out_l)?,
+            View::new(g.as_slice()?, dout_l)?,
+            d,
+            &blocks,
+            T::from_f64_lossy(self.scale)
+        ));
         let n = l1.shape().elem_count() + 2 * l2.shape().elem_count();
         Ok((all, Shape::from(n)))
     }

@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_slice, unsupported_dtype, Real};
+use super::{contiguous_slice, with_real, Real};
 
 /// Forward op on `(x, w)` or `(x, w, b)`.
 struct Linear;
@@ -129,33 +129,12 @@ fn run_forward(
             );
         }
     }
-    let y = match (x.0, w.0) {
-        (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-            let bias = match b {
-                Some((s, l)) => Some(contiguous_slice::<f32>(name, s, l)?),
-                None => None,
-            };
-            CpuStorage::F32(forward(
-                contiguous_slice(name, x.0, x.1)?,
-                contiguous_slice(name, w.0, w.1)?,
-                bias,
-                dims,
-            ))
-        }
-        (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-            let bias = match b {
-                Some((s, l)) => Some(contiguous_slice::<f64>(name, s, l)?),
-                None => None,
-            };
-            CpuStorage::F64(forward(
-                contiguous_slice(name, x.0, x.1)?,
-                contiguous_slice(name, w.0, w.1)?,
-                bias,
-                dims,
-            ))
-        }
-        (a, _) => return unsupported_dtype(name, a),
-    };
+    let y = with_real!(name, x.0, |T| forward::<T>(
+        contiguous_slice(name, x.0, x.1)?,
+        contiguous_slice(name, w.0, w.1)?,
+        b.map(|(s, l)| contiguous_slice(name, s, l)).transpose()?,
+        dims
+    ));
     Ok((y, out_shape(x.1, dims.2)))
 }
 
@@ -235,15 +214,10 @@ impl CustomOp1 for ColumnSum {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let cols = l.dims().last().copied().unwrap_or(1);
-        let out = match s {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(column_sum(contiguous_slice(self.name(), s, l)?, cols))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(column_sum(contiguous_slice(self.name(), s, l)?, cols))
-            }
-            a => return unsupported_dtype(self.name(), a),
-        };
+        let out = with_real!(self.name(), s, |T| column_sum::<T>(
+            contiguous_slice(self.name(), s, l)?,
+            cols
+        ));
         Ok((out, Shape::from(cols)))
     }
 }

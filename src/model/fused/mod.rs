@@ -107,6 +107,28 @@ pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(
     }
 }
 
+/// Evaluates `$body` with the type alias `$t` set to the element type of `$storage` (f32 or
+/// f64) and wraps the `Vec<$t>` it returns in a `CpuStorage` of that type; any other dtype
+/// returns the op's error from the enclosing function. The body reads further inputs with
+/// [`contiguous_slice::<$t>`](contiguous_slice) or `as_slice::<$t>`, which refuse a second
+/// input of another dtype.
+macro_rules! with_real {
+    ($op:expr, $storage:expr, |$t:ident| $body:expr) => {
+        match $storage {
+            candle_core::CpuStorage::F32(_) => {
+                type $t = f32;
+                candle_core::CpuStorage::F32($body)
+            }
+            candle_core::CpuStorage::F64(_) => {
+                type $t = f64;
+                candle_core::CpuStorage::F64($body)
+            }
+            other => return $crate::model::fused::unsupported_dtype($op, other),
+        }
+    };
+}
+pub(crate) use with_real;
+
 /// Error for a dtype the kernels do not cover.
 pub(crate) fn unsupported_dtype<R>(op: &str, storage: &CpuStorage) -> Result<R> {
     use candle_core::backend::BackendStorage;

@@ -4,7 +4,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_slice, map_rows, unsupported_dtype, Real, ROWS_PER_TASK};
+use super::{contiguous_slice, map_rows, with_real, Real, ROWS_PER_TASK};
 
 /// Forward op on `(x, w)`.
 struct RmsNorm {
@@ -119,19 +119,11 @@ impl CustomOp2 for RmsNorm {
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
         check_width(name, l1, l2)?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(forward(
-                contiguous_slice(name, s1, l1)?,
-                contiguous_slice(name, s2, l2)?,
-                self.eps,
-            )),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(forward(
-                contiguous_slice(name, s1, l1)?,
-                contiguous_slice(name, s2, l2)?,
-                self.eps,
-            )),
-            (a, _) => return unsupported_dtype(name, a),
-        };
+        let out = with_real!(name, s1, |T| forward::<T>(
+            contiguous_slice(name, s1, l1)?,
+            contiguous_slice(name, s2, l2)?,
+            self.eps
+        ));
         Ok((out, l1.shape().clone()))
     }
 
@@ -169,21 +161,12 @@ macro_rules! backward_op {
                 let name = self.name();
                 check_width(name, l1, l2)?;
                 let $eps = self.eps;
-                let out = match (s1, s2, s3) {
-                    (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                        let $x = contiguous_slice::<f32>(name, s1, l1)?;
-                        let $w = contiguous_slice::<f32>(name, s2, l2)?;
-                        let $dy = contiguous_slice::<f32>(name, s3, l3)?;
-                        CpuStorage::F32($body)
-                    }
-                    (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                        let $x = contiguous_slice::<f64>(name, s1, l1)?;
-                        let $w = contiguous_slice::<f64>(name, s2, l2)?;
-                        let $dy = contiguous_slice::<f64>(name, s3, l3)?;
-                        CpuStorage::F64($body)
-                    }
-                    (a, _, _) => return unsupported_dtype(name, a),
-                };
+                let out = with_real!(name, s1, |T| {
+                    let $x = contiguous_slice::<T>(name, s1, l1)?;
+                    let $w = contiguous_slice::<T>(name, s2, l2)?;
+                    let $dy = contiguous_slice::<T>(name, s3, l3)?;
+                    $body
+                });
                 Ok((out, $out_shape(l1, l2)))
             }
         }

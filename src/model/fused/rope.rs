@@ -7,7 +7,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::{contiguous_slice, map_rows, unsupported_dtype, Real};
+use super::{contiguous_slice, map_rows, with_real, Real};
 
 /// `(x, cos, sin) -> y`; with `transposed`, the adjoint map (the backward with respect to `x`).
 struct Rotary {
@@ -99,17 +99,13 @@ impl CustomOp3 for Rotary {
             candle_core::bail!("{name}: last dimension {n} must be even");
         }
         let t = self.transposed;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(c), CpuStorage::F32(s)) => {
-                let x = contiguous_slice::<f32>(name, s1, l1)?;
-                CpuStorage::F32(kernel(t, x, n, (c, l2), (s, l3)))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(c), CpuStorage::F64(s)) => {
-                let x = contiguous_slice::<f64>(name, s1, l1)?;
-                CpuStorage::F64(kernel(t, x, n, (c, l2), (s, l3)))
-            }
-            (a, _, _) => return unsupported_dtype(name, a),
-        };
+        let out = with_real!(name, s1, |T| kernel(
+            t,
+            contiguous_slice::<T>(name, s1, l1)?,
+            n,
+            (s2.as_slice::<T>()?, l2),
+            (s3.as_slice::<T>()?, l3)
+        ));
         Ok((out, l1.shape().clone()))
     }
 

@@ -2,7 +2,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::{contiguous_slice, map_rows, unsupported_dtype, Real};
+use super::{contiguous_slice, map_rows, with_real, Real};
 
 /// Which of the two normalisations an op computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,15 +93,11 @@ impl CustomOp1 for Normalize {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = row_len(l);
-        let out = match s {
-            CpuStorage::F32(_) => {
-                CpuStorage::F32(forward(self.0, contiguous_slice(self.name(), s, l)?, n))
-            }
-            CpuStorage::F64(_) => {
-                CpuStorage::F64(forward(self.0, contiguous_slice(self.name(), s, l)?, n))
-            }
-            other => return unsupported_dtype(self.name(), other),
-        };
+        let out = with_real!(self.name(), s, |T| forward(
+            self.0,
+            contiguous_slice::<T>(self.name(), s, l)?,
+            n
+        ));
         Ok((out, l.shape().clone()))
     }
 
@@ -128,21 +124,12 @@ impl CustomOp2 for NormalizeBackward {
     ) -> Result<(CpuStorage, Shape)> {
         let n = row_len(l1);
         let name = self.name();
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(backward(
-                self.0,
-                contiguous_slice(name, s1, l1)?,
-                contiguous_slice(name, s2, l2)?,
-                n,
-            )),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(backward(
-                self.0,
-                contiguous_slice(name, s1, l1)?,
-                contiguous_slice(name, s2, l2)?,
-                n,
-            )),
-            (a, _) => return unsupported_dtype(name, a),
-        };
+        let out = with_real!(name, s1, |T| backward(
+            self.0,
+            contiguous_slice::<T>(name, s1, l1)?,
+            contiguous_slice::<T>(name, s2, l2)?,
+            n
+        ));
         Ok((out, l1.shape().clone()))
     }
 }

@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_slice, unsupported_dtype, Real};
+use super::{contiguous_slice, with_real, Real};
 
 /// Elements per parallel task: fixed, so chunking never depends on the thread count (each
 /// element's result depends only on its own inputs anyway).
@@ -90,17 +90,10 @@ impl CustomOp2 for SiluMul {
     ) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
         check_same_shape(name, l1, l2)?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(forward(
-                contiguous_slice(name, s1, l1)?,
-                contiguous_slice(name, s2, l2)?,
-            )),
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(forward(
-                contiguous_slice(name, s1, l1)?,
-                contiguous_slice(name, s2, l2)?,
-            )),
-            (a, _) => return unsupported_dtype(name, a),
-        };
+        let out = with_real!(name, s1, |T| forward::<T>(
+            contiguous_slice(name, s1, l1)?,
+            contiguous_slice(name, s2, l2)?
+        ));
         Ok((out, l1.shape().clone()))
     }
 
@@ -133,23 +126,11 @@ impl CustomOp3 for SiluMulBackward {
         let name = self.name();
         check_same_shape(name, l1, l2)?;
         check_same_shape(name, l1, l3)?;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(backward(
-                    contiguous_slice(name, s1, l1)?,
-                    contiguous_slice(name, s2, l2)?,
-                    contiguous_slice(name, s3, l3)?,
-                ))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(backward(
-                    contiguous_slice(name, s1, l1)?,
-                    contiguous_slice(name, s2, l2)?,
-                    contiguous_slice(name, s3, l3)?,
-                ))
-            }
-            (a, _, _) => return unsupported_dtype(name, a),
-        };
+        let out = with_real!(name, s1, |T| backward::<T>(
+            contiguous_slice(name, s1, l1)?,
+            contiguous_slice(name, s2, l2)?,
+            contiguous_slice(name, s3, l3)?
+        ));
         let mut dims = vec![2];
         dims.extend_from_slice(l1.dims());
         Ok((out, Shape::from(dims)))
