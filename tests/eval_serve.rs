@@ -104,47 +104,43 @@ const SETTINGS: &[&str] = &[
     "--json",
 ];
 
+/// `spotlight eval BACKEND.. SETTINGS --out run --report-dir reports`, which must succeed.
+fn eval_ok(backend: &[&str], run: &Path, reports: &Path) {
+    let out = spotlight()
+        .arg("eval")
+        .args(backend)
+        .args(SETTINGS)
+        .arg("--out")
+        .arg(run)
+        .arg("--report-dir")
+        .arg(reports)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn http_against_serve_gets_exactly_the_embedded_verdicts() {
     let server = start_server();
     let tmp = tempfile::tempdir().unwrap();
     let (http_run, embedded_run) = (tmp.path().join("http"), tmp.path().join("embedded"));
-    let out = spotlight()
-        .args([
-            "eval",
+    eval_ok(
+        &[
             "--endpoint",
             &server.url,
             "--served-model",
             "tiny",
             "--concurrency",
             "6",
-        ])
-        .args(SETTINGS)
-        .arg("--out")
-        .arg(&http_run)
-        .arg("--report-dir")
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &http_run,
+        tmp.path(),
     );
-    let out = spotlight()
-        .args(["eval", "--model", MODEL])
-        .args(SETTINGS)
-        .arg("--out")
-        .arg(&embedded_run)
-        .arg("--report-dir")
-        .arg(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    eval_ok(&["--model", MODEL], &embedded_run, tmp.path());
     let (a, b) = (outcomes(&http_run), outcomes(&embedded_run));
     assert_eq!(a.len(), 2 * 4 * 3);
     assert_eq!(a, b, "HTTP against serve and embedded differ");
@@ -242,21 +238,7 @@ fn n_per_request_sends_an_items_samples_in_one_request_and_records_it() {
         ),
         (vec!["--model", MODEL], &embedded_run),
     ] {
-        let out = spotlight()
-            .arg("eval")
-            .args(backend)
-            .args(SETTINGS)
-            .arg("--out")
-            .arg(run)
-            .arg("--report-dir")
-            .arg(tmp.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        eval_ok(&backend, run, tmp.path());
     }
     let (batched, embedded) = (outcomes(&batched_run), outcomes(&embedded_run));
     // every (item, sample) exactly once, none failed (`outcomes` asserts no errors)
