@@ -7,6 +7,7 @@
 //! - [`verify`]: rule-based verifiers (the reward and the metric);
 //! - [`model`]: Qwen2.5-VL in candle (log-probs, sampling, training);
 //! - [`train`]: the GRPO / DAPO / VPPO objective and trainer;
+//! - [`run_folder`]: what runs record on disk (file hashes, model fingerprints, plan checks);
 //! - [`seed`]: how every random draw derives from (seed, item id, sample index).
 //!
 //! Library code returns typed errors ([`Error`] and the per-module enums it wraps); the
@@ -19,6 +20,7 @@ pub mod error;
 pub mod eval;
 pub mod model;
 pub mod report;
+pub mod run_folder;
 pub mod seed;
 pub mod serve;
 pub mod synth;

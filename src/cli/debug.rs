@@ -41,7 +41,7 @@ pub enum DebugCommand {
 pub struct BenchStepArgs {
     /// Checkpoint folder (config.json, safetensors, tokenizer, chat template).
     #[arg(long)]
-    model: std::path::PathBuf,
+    model: spotlight::model::ModelRef,
     /// Responses per step, one image each.
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -125,8 +125,9 @@ fn bench_step(args: &BenchStepArgs) -> anyhow::Result<Outcome> {
     if args.reference_ops {
         spotlight::model::ops::set_fused_kernels(false);
     }
-    let ckpt = spotlight::model::Checkpoint::load(&args.model)
-        .with_context(|| format!("cannot load checkpoint {}", args.model.display()))?;
+    let dir = args.model.resolve()?;
+    let ckpt = spotlight::model::Checkpoint::load(&dir)
+        .with_context(|| format!("cannot load checkpoint {}", dir.display()))?;
     let config = BenchStepConfig {
         batch: args.batch,
         seq: args.seq,
@@ -135,8 +136,8 @@ fn bench_step(args: &BenchStepArgs) -> anyhow::Result<Outcome> {
         seed: args.seed,
         ..BenchStepConfig::default()
     };
-    let report = bench_step(&ckpt, &config)
-        .with_context(|| format!("bench-step on {}", args.model.display()))?;
+    let report =
+        bench_step(&ckpt, &config).with_context(|| format!("bench-step on {}", dir.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(Outcome::Ok);

@@ -6,8 +6,8 @@ use anyhow::Context;
 use serde_json::json;
 use spotlight::model::weights::WeightFiles;
 use spotlight::model::{
-    ChatTemplate, Checkpoint, GenerationPrompt, ImageProcessor, LoadOptions, Qwen25VlConfig,
-    SampleRequest, SamplingParams, ScoringRequest,
+    ChatTemplate, Checkpoint, GenerationPrompt, ImageProcessor, LoadOptions, ModelRef,
+    Qwen25VlConfig, SampleRequest, SamplingParams, ScoringRequest,
 };
 
 use super::Outcome;
@@ -18,7 +18,7 @@ pub enum ModelCommand {
     /// Exits 1 when the folder lacks the tokenizer or chat template needed for prompts.
     Info {
         /// Checkpoint folder.
-        dir: PathBuf,
+        dir: ModelRef,
         /// Print machine-readable JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -36,7 +36,7 @@ pub enum ModelCommand {
 pub struct ChatPromptArgs {
     /// Checkpoint folder (config.json, safetensors, tokenizer.json, chat template).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: ModelRef,
     /// Image shown before the prompt text in the user turn.
     #[arg(long)]
     pub image: Option<PathBuf>,
@@ -95,7 +95,7 @@ pub struct LogprobsArgs {
 
 pub fn run(cmd: ModelCommand) -> anyhow::Result<Outcome> {
     match cmd {
-        ModelCommand::Info { dir, json } => info(&dir, json),
+        ModelCommand::Info { dir, json } => info(&dir.resolve()?, json),
         ModelCommand::Logprobs(args) => logprobs(&args),
         ModelCommand::Generate(args) => generate(&args),
     }
@@ -223,8 +223,9 @@ struct PreparedPrompt {
 }
 
 fn prepare_prompt(chat: &ChatPromptArgs) -> anyhow::Result<PreparedPrompt> {
+    let dir = chat.model.resolve()?;
     let (model, image, system, prompt) = (
-        chat.model.as_path(),
+        dir.as_path(),
         chat.image.as_deref(),
         chat.system.as_deref(),
         chat.prompt.as_str(),

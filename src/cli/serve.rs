@@ -1,10 +1,9 @@
 //! `spotlight serve`: a checkpoint behind an OpenAI-compatible API.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 
 use anyhow::Context;
-use spotlight::model::{ChatEngine, Checkpoint, LoadOptions};
+use spotlight::model::{ChatEngine, Checkpoint, LoadOptions, ModelRef};
 use spotlight::serve::{serve, ServeSettings};
 
 use super::Outcome;
@@ -16,7 +15,7 @@ use super::Outcome;
 pub struct ServeArgs {
     /// Checkpoint folder (config.json, safetensors, tokenizer.json, chat template).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: ModelRef,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -37,19 +36,18 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     let opts = LoadOptions::auto()?;
-    let ckpt = Checkpoint::load_with(&args.model, &opts)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let dir = args.model.resolve()?;
+    let ckpt =
+        Checkpoint::load_with(&dir, &opts).with_context(|| format!("loading {}", dir.display()))?;
     let settings = ServeSettings {
         served_model: args.served_model_name.clone().unwrap_or_else(|| {
-            args.model
-                .file_name()
+            dir.file_name()
                 .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned())
         }),
         max_context: args.max_context,
         max_pixels: args.max_pixels.unwrap_or(ckpt.image_processor.max_pixels),
     };
-    let engine =
-        ChatEngine::new(ckpt).with_context(|| format!("starting {}", args.model.display()))?;
+    let engine = ChatEngine::new(ckpt).with_context(|| format!("starting {}", dir.display()))?;
     let name = settings.served_model.clone();
     serve(
         engine,

@@ -81,6 +81,9 @@ pub enum ModelError {
     },
 
     // --- inputs to the model ---
+    /// `--model` / `--init` names no checkpoint folder.
+    #[error("{0}")]
+    NotACheckpoint(String),
     /// Inputs that do not fit together (image tokens vs images, empty batch, bad temperature).
     #[error("invalid model input: {0}")]
     Input(String),

@@ -31,6 +31,7 @@ pub mod positions;
 pub mod processor;
 pub mod prompt;
 pub mod qwen25vl;
+pub mod reference;
 pub mod resize;
 pub mod rows;
 pub mod text;
@@ -47,6 +48,7 @@ pub use generate::{
 pub use processor::{GridThw, ImageProcessor, ProcessedImage};
 pub use prompt::{ChatTemplate, PromptBuilder};
 pub use qwen25vl::{Qwen25Vl, ResponseLogProbs, ScoringRequest, Sequence};
+pub use reference::ModelRef;
 pub use weights::save_checkpoint;
 
 /// Sets up the process for model work: [`pin_thread_count`], [`retain_freed_memory`] and the

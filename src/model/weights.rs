@@ -50,52 +50,10 @@ impl WeightFiles {
         let index = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
         if index.is_file() {
-            let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io {
-                path: index.clone(),
-                source,
-            })?;
-            let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::BadIndex {
-                path: index.clone(),
-                message: format!("not JSON: {e}"),
-            })?;
-            let map = value
-                .get("weight_map")
-                .and_then(Value::as_object)
-                .ok_or_else(|| ModelError::BadIndex {
-                    path: index.clone(),
-                    message: "no `weight_map` object".to_string(),
-                })?;
-            let mut file_ids: BTreeMap<String, usize> = BTreeMap::new();
-            let mut routing = HashMap::new();
-            for (tensor, file) in map {
-                let file = file.as_str().ok_or_else(|| ModelError::BadIndex {
-                    path: index.clone(),
-                    message: format!("weight_map[{tensor:?}] is not a file name"),
-                })?;
-                if file.contains('/') || file.contains('\\') || file == ".." {
-                    return Err(ModelError::BadIndex {
-                        path: index.clone(),
-                        message: format!(
-                            "weight_map[{tensor:?}] = {file:?} is not a file in the folder"
-                        ),
-                    });
-                }
-                let n = file_ids.len();
-                let id = *file_ids.entry(file.to_string()).or_insert(n);
-                routing.insert(tensor.clone(), id);
-            }
-            let mut ordered: Vec<(usize, String)> =
-                file_ids.into_iter().map(|(f, i)| (i, f)).collect();
-            ordered.sort();
-            let mut files = Vec::with_capacity(ordered.len());
-            for (_, name) in ordered {
+            let (names, routing) = read_index(dir, &index)?;
+            let mut files = Vec::with_capacity(names.len());
+            for name in names {
                 let path = dir.join(&name);
-                if !path.is_file() {
-                    return Err(ModelError::BadIndex {
-                        path: index.clone(),
-                        message: format!("lists shard {name:?}, which is not in the folder"),
-                    });
-                }
                 files.push((path.clone(), map_file(&path)?));
             }
             // every routed tensor must really be in its shard
@@ -303,6 +261,70 @@ impl<'a> ParamLoader<'a> {
     pub fn label(&self) -> PathBuf {
         self.source.label()
     }
+}
+
+/// The weight files of a checkpoint folder, as names inside it: the shards listed by
+/// `model.safetensors.index.json` (in first-listed order), else `model.safetensors`.
+/// One reading of the index for the loader and for the run plans' model fingerprint.
+pub fn weight_file_names(dir: &Path) -> Result<Vec<String>, ModelError> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.is_file() {
+        return Ok(read_index(dir, &index)?.0);
+    }
+    if dir.join("model.safetensors").is_file() {
+        return Ok(vec!["model.safetensors".to_string()]);
+    }
+    Err(ModelError::NoWeights {
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// The shard names of a sharded checkpoint (checked to be files in `dir`) and which shard
+/// holds each tensor.
+fn read_index(
+    dir: &Path,
+    index: &Path,
+) -> Result<(Vec<String>, HashMap<String, usize>), ModelError> {
+    let bad = |message: String| ModelError::BadIndex {
+        path: index.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(index).map_err(|source| ModelError::Io {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let map = value
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("no `weight_map` object".to_string()))?;
+    let mut file_ids: BTreeMap<String, usize> = BTreeMap::new();
+    let mut routing = HashMap::new();
+    for (tensor, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| bad(format!("weight_map[{tensor:?}] is not a file name")))?;
+        if file.contains('/') || file.contains('\\') || file == ".." {
+            return Err(bad(format!(
+                "weight_map[{tensor:?}] = {file:?} is not a file in the folder"
+            )));
+        }
+        let n = file_ids.len();
+        let id = *file_ids.entry(file.to_string()).or_insert(n);
+        routing.insert(tensor.clone(), id);
+    }
+    let mut ordered: Vec<(usize, String)> = file_ids.into_iter().map(|(f, i)| (i, f)).collect();
+    ordered.sort();
+    let mut names = Vec::with_capacity(ordered.len());
+    for (_, name) in ordered {
+        if !dir.join(&name).is_file() {
+            return Err(bad(format!(
+                "lists shard {name:?}, which is not in the folder"
+            )));
+        }
+        names.push(name);
+    }
+    Ok((names, routing))
 }
 
 /// Files copied verbatim when a checkpoint folder is written: everything but the weights and
