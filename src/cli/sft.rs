@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use spotlight::bench::{DataSource, Registry};
+use spotlight::model::ModelRef;
 use spotlight::train::sft::{self, SftConfig, SftRecipe};
 
 use super::Outcome;
@@ -18,7 +19,7 @@ pub struct SftArgs {
     pub config: PathBuf,
     /// Starting checkpoint folder (e.g. from `spotlight synth model`).
     #[arg(long)]
-    pub init: PathBuf,
+    pub init: ModelRef,
     /// Training data in the recipe's manifest schema (e.g. `spotlight synth perception --train N`).
     #[arg(long)]
     pub data: DataSource,
@@ -36,6 +37,13 @@ pub struct SftArgs {
     /// Override a recipe field, e.g. `--set batch.epochs=2` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Save a checkpoint (weights and AdamW moments, for `--resume`) every N steps and after
+    /// the last; only the latest is kept.
+    #[arg(long, default_value_t = 100)]
+    pub save_every: usize,
+    /// Continue the run in `--out` from its last checkpoint (refused if the plan changed).
+    #[arg(long)]
+    pub resume: bool,
     /// Print the outcome as JSON on stdout (and no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -49,7 +57,12 @@ pub fn run(args: SftArgs) -> anyhow::Result<Outcome> {
         super::eval::grader_for(&registry.root.join("reward_rules"), &manifest.grading.rules)?;
     let config = SftConfig {
         recipe,
-        init: args.init.clone(),
+        recipe_path: args.config.clone(),
+        overrides: args.overrides.clone(),
+        save_every: args.save_every,
+        resume: args.resume,
+        rules: Vec::new(),
+        init: args.init.resolve()?,
         data: args.data.clone(),
         eval_data: Some(args.eval_data.clone().unwrap_or(DataSource::Bundled)),
         out: args.out.clone(),

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use spotlight::bench::{DataSource, Registry};
+use spotlight::model::ModelRef;
+use spotlight::train::rollout::Rewarder;
 use spotlight::train::trainer::{self, RunConfig};
 use spotlight::train::TrainRecipe;
 
@@ -21,7 +23,7 @@ pub struct TrainArgs {
     pub recipe: PathBuf,
     /// Starting checkpoint folder (e.g. the output of `spotlight sft`).
     #[arg(long)]
-    pub init: PathBuf,
+    pub init: ModelRef,
     /// Run folder: checkpoints, metrics.jsonl.
     #[arg(long)]
     pub out: PathBuf,
@@ -64,15 +66,24 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Outcome> {
     let recipe = TrainRecipe::load_with_overrides(&args.recipe, &args.overrides)?;
     let rules_dir = registry.root.join("reward_rules");
     let grader = super::eval::grader_for(&rules_dir, &recipe.reward.rules)?;
-    let format_grader = if recipe.reward.format_weight > 0.0 {
-        Some(super::eval::grader_for(&rules_dir, "format")?)
+    let format = if recipe.reward.format_weight > 0.0 {
+        Some((
+            super::eval::grader_for(&rules_dir, "format")?,
+            recipe.reward.format_weight,
+        ))
     } else {
         None
     };
     let config = RunConfig {
+        rewarder: Rewarder {
+            accuracy: grader,
+            format,
+        },
+        rules: Vec::new(),
         recipe,
         recipe_path: args.recipe.clone(),
-        init: args.init.clone(),
+        overrides: args.overrides.clone(),
+        init: args.init.resolve()?,
         bench: args.bench.clone(),
         train_data: args.data.clone(),
         val_data: Some(args.val_data.clone().unwrap_or(DataSource::Bundled)),
@@ -83,8 +94,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Outcome> {
         save_every: args.save_every,
         resume: args.resume,
         progress: !args.json,
-        grader,
-        format_grader,
     };
     let outcome = trainer::train(&config, &registry)
         .with_context(|| format!("training into {}", args.out.display()))?;

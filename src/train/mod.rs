@@ -13,23 +13,39 @@
 //! - [`recipe`]: validated TOML training recipes;
 //! - [`perturb`]: the image perturbations that define "visual dependency";
 //! - [`verl`]: export of a recipe as a launch script + config for the authors' trainer.
+//!
+//! The training loop reads from the file names too, stage by stage:
+//! [`data`] (examples and their seeded order) → [`rollout`] (sampling, rewards, online
+//! filtering; validation samples through the same function) → [`scoring`] (old and perturbed
+//! log-probs) → [`update`] (advantages, mini/micro-batches, loss, clipping, AdamW in
+//! [`optim`]), with [`schedule`], [`checkpoint`], [`metrics`] and the run's stored [`plan`];
+//! [`trainer`] composes them for RL and [`sft`] for supervised warm starts.
 
 pub mod advantages;
 pub mod bench_step;
 pub mod cases;
+pub mod checkpoint;
+pub mod data;
 pub mod grid;
 pub mod loss;
+pub mod metrics;
 pub mod objective;
 pub mod optim;
 pub mod perception;
 pub mod perturb;
+pub mod plan;
 pub mod recipe;
+pub mod rollout;
+pub mod schedule;
+pub mod scoring;
 pub mod sft;
 pub mod trainer;
+pub mod update;
 pub mod verl;
 
 use std::path::PathBuf;
 
+pub use data::Example;
 pub use grid::TokenGrid;
 pub use objective::{MiniBatchShaping, ObjectiveConfig};
 pub use recipe::TrainRecipe;
@@ -98,6 +114,9 @@ pub enum TrainError {
     /// Training data could not be read.
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    /// A file the run plan hashes could not be read.
+    #[error(transparent)]
+    RunFolder(#[from] crate::run_folder::RunFolderError),
     /// Online filtering could not fill a batch.
     #[error("online filtering kept {kept} of {wanted} groups after {rounds} sampling rounds (max_sampling_rounds): every other group was all right or all wrong; lower [filtering] bounds, disable filtering, or use data the model solves sometimes")]
     FilteringExhausted {

@@ -1,26 +1,32 @@
 //! Supervised fine-tuning on reference solutions (`spotlight sft`): the warm start that gives
 //! RL a policy which is sometimes right. Cross-entropy on each response's tokens (the solution
 //! followed by `<|im_end|>`), averaged over the batch's tokens, AdamW with linear warm-up and
-//! gradient clipping — the trainer's optimiser and scoring path, not a second implementation.
+//! gradient clipping — the trainer's stages (data, checkpoint, schedule, metrics, plan, and
+//! rollout's avg@k for the held-out evaluation), not a second implementation.
+//!
+//! Like `train`, a run stores its plan (`train_plan.json`) and checkpoints `OUT/step-N/` with
+//! the AdamW moments; `--resume` refuses a changed plan and continues bit for bit. The model
+//! itself is written to `OUT/` when the run ends; only the latest checkpoint is kept (they
+//! exist to resume, and each holds the moments, twice the model's size).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::DType;
+use candle_core::{DType, Var};
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{self, TrainerState, OPTIMIZER_FILE};
+use super::data::{load_examples, sft_batch, Example};
+use super::metrics::{progress_bar, MetricsLog};
 use super::optim::{AdamW, GradAccumulator};
-use super::trainer::{
-    avg_at_k, load_examples, named_vars, progress_bar, seeded_order, state_error, warmup_lr,
-    Example,
-};
-use super::TrainError;
+use super::plan::{RulesRecord, TrainKind, TrainPlan};
+use super::{rollout, schedule, TrainError};
 use crate::bench::{DataSource, Registry};
 use crate::eval::Grader;
 use crate::model::{Checkpoint, ScoringRequest};
+use crate::run_folder::ModelFingerprint;
 
 /// `recipes/*-sft.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +97,9 @@ impl SftRecipe {
 /// What `spotlight sft` needs.
 pub struct SftConfig {
     pub recipe: SftRecipe,
+    pub recipe_path: PathBuf,
+    /// `--set` as given (recorded in the plan).
+    pub overrides: Vec<String>,
     pub init: PathBuf,
     pub data: DataSource,
     pub eval_data: Option<DataSource>,
@@ -98,9 +107,17 @@ pub struct SftConfig {
     pub seed: u64,
     /// Stop after this many steps (default: the recipe's epochs).
     pub steps: Option<usize>,
+    /// Save a checkpoint every this many steps (and after the last).
+    pub save_every: usize,
+    pub resume: bool,
     pub progress: bool,
     pub grader: Arc<dyn Grader>,
+    /// The rule set behind `grader`, as the plan records it.
+    pub rules: Vec<RulesRecord>,
 }
+
+/// File name of the SFT metrics inside the output folder.
+pub const SFT_METRICS_FILE: &str = "sft_metrics.jsonl";
 
 /// One line of `sft_metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,29 +137,105 @@ pub struct SftStep {
 pub struct SftOutcome {
     pub steps: usize,
     pub final_loss: Option<f64>,
-    /// avg@k (%) on the held-out items before and after training.
+    /// avg@k (%) on the held-out items before and after training (before: of the init
+    /// checkpoint, also when resumed).
     pub accuracy_before: Option<f64>,
     pub accuracy_after: Option<f64>,
     pub out: PathBuf,
 }
 
+/// The examples SFT trains on, their targets, and the held-out items.
+struct Prepared {
+    examples: Vec<Example>,
+    targets: Vec<Vec<u32>>,
+    held_out: Vec<Example>,
+    plan: TrainPlan,
+}
+
 /// Fine-tunes `init` on the reference solutions and writes the result to `out` (HF layout).
 pub fn sft(cfg: &SftConfig, registry: &Registry) -> Result<SftOutcome, TrainError> {
     let r = &cfg.recipe;
-    let mut ckpt = Checkpoint::load(&cfg.init)?;
+    std::fs::create_dir_all(&cfg.out).map_err(|e| checkpoint::state_error(&cfg.out, e))?;
+    let (model_dir, state) = checkpoint::starting_point(&cfg.out, &cfg.init, cfg.resume)?;
+    let mut ckpt = load_for_sft(&model_dir, r)?;
+    let data = sft_data(cfg, registry, &ckpt)?;
+    data.plan.check_or_store(&cfg.out, state.is_some())?;
+    let accuracy_before = match &state {
+        // the held-out score of the init checkpoint, as an uninterrupted run measured it
+        Some(_) => evaluate(cfg, &load_for_sft(&cfg.init, r)?, &data.held_out)?,
+        None => evaluate(cfg, &ckpt, &data.held_out)?,
+    };
+    let params = checkpoint::named_vars(&ckpt)?;
+    let mut optimizer = AdamW::new(r.optim.lr, r.optim.betas, r.optim.weight_decay);
+    let mut step = 0;
+    if let Some(s) = &state {
+        optimizer.load(&model_dir.join(OPTIMIZER_FILE), s.optimizer_steps, &params)?;
+        step = s.step;
+    }
+    let mut log = MetricsLog::open(&cfg.out.join(SFT_METRICS_FILE), step)?;
+    let total = schedule::total_steps(
+        data.examples.len(),
+        r.batch.examples_per_step,
+        r.batch.epochs,
+        cfg.steps,
+    );
+    let bar = progress_bar(cfg.progress, total as u64, step as u64);
+    let mut last_loss = None;
+    while step < total {
+        step += 1;
+        let line = sft_step(cfg, &ckpt, &params, &mut optimizer, &data, step)?;
+        log.append(&line)?;
+        last_loss = Some(line.loss);
+        if step % cfg.save_every.max(1) == 0 || step == total {
+            save_latest(cfg, &ckpt, &optimizer, step)?;
+        }
+        bar.set_position(step as u64);
+        bar.set_message(format!("loss {:.3}", line.loss));
+    }
+    bar.finish();
+    ckpt.save(&cfg.out, DType::F32)?;
+    // a resumed run that had nothing left to do still reports the model's held-out score
+    ckpt = load_for_sft(&cfg.out, r)?;
+    let accuracy_after = evaluate(cfg, &ckpt, &data.held_out)?;
+    Ok(SftOutcome {
+        steps: total,
+        final_loss: last_loss,
+        accuracy_before,
+        accuracy_after,
+        out: cfg.out.clone(),
+    })
+}
+
+/// A checkpoint with the recipe's image bounds.
+fn load_for_sft(dir: &Path, r: &SftRecipe) -> Result<Checkpoint, TrainError> {
+    let mut ckpt = Checkpoint::load(dir)?;
     ckpt.image_processor.min_pixels = r.image.min_pixels;
     ckpt.image_processor.max_pixels = r.image.max_pixels;
-    let examples: Vec<Example> = load_examples(
+    Ok(ckpt)
+}
+
+/// Reads the training items that have a solution, their target tokens, the held-out items,
+/// and the run's plan.
+fn sft_data(
+    cfg: &SftConfig,
+    registry: &Registry,
+    ckpt: &Checkpoint,
+) -> Result<Prepared, TrainError> {
+    let r = &cfg.recipe;
+    let max_prompt = r.data.max_prompt_tokens;
+    let loaded = load_examples(
         registry,
         &r.data.bench,
-        &ckpt,
+        ckpt,
         &cfg.data,
-        r.data.max_prompt_tokens,
+        max_prompt,
         usize::MAX,
-    )?
-    .into_iter()
-    .filter(|e| e.solution.is_some())
-    .collect();
+    )?;
+    let examples: Vec<Example> = loaded
+        .examples
+        .into_iter()
+        .filter(|e| e.solution.is_some())
+        .collect();
     if examples.is_empty() {
         return Err(TrainError::Usage(format!(
             "no item of {} has a `solution` field to train on",
@@ -157,108 +250,147 @@ pub fn sft(cfg: &SftConfig, registry: &Registry) -> Result<SftOutcome, TrainErro
         ids.extend(end);
         targets.push(ids);
     }
-    let held_out = match (&cfg.eval_data, r.evaluation.items) {
-        (Some(source), n) if n > 0 => load_examples(
+    let held = match (&cfg.eval_data, r.evaluation.items) {
+        (Some(source), n) if n > 0 => Some(load_examples(
             registry,
             &r.data.bench,
-            &ckpt,
-            source,
-            r.data.max_prompt_tokens,
-            n,
-        )?,
-        _ => Vec::new(),
-    };
-    let evaluate = |ckpt: &Checkpoint| -> Result<Option<f64>, TrainError> {
-        if held_out.is_empty() {
-            return Ok(None);
-        }
-        let e = &r.evaluation;
-        avg_at_k(
             ckpt,
-            &held_out,
-            cfg.grader.as_ref(),
-            e.samples_per_item,
-            e.temperature,
-            e.max_new_tokens,
-            cfg.seed,
-        )
-        .map(Some)
+            source,
+            max_prompt,
+            n,
+        )?),
+        _ => None,
     };
-    let accuracy_before = evaluate(&ckpt)?;
-
-    std::fs::create_dir_all(&cfg.out).map_err(|e| state_error(&cfg.out, e))?;
-    let metrics_path = cfg.out.join("sft_metrics.jsonl");
-    let mut metrics =
-        std::fs::File::create(&metrics_path).map_err(|e| state_error(&metrics_path, e))?;
-    let params: BTreeMap<String, candle_core::Var> = named_vars(&ckpt)?;
-    let mut optimizer = AdamW::new(r.optim.lr, r.optim.betas, r.optim.weight_decay);
-    let per_epoch = examples.len().div_ceil(r.batch.examples_per_step);
-    let total = cfg.steps.unwrap_or(per_epoch * r.batch.epochs);
-    let bar = progress_bar(cfg.progress, total as u64, 0);
-    let mut order: Vec<usize> = Vec::new();
-    let mut last_loss = None;
-    for step in 1..=total {
-        let started = Instant::now();
-        let first = (step - 1) * r.batch.examples_per_step;
-        let epoch = first / examples.len();
-        if first % examples.len() == 0 || order.is_empty() {
-            order = seeded_order(examples.len(), cfg.seed, "sft-order", epoch as u64);
-        }
-        let batch: Vec<usize> = (first..first + r.batch.examples_per_step)
-            .map(|i| order[i % examples.len()])
-            .collect();
-        let requests: Vec<ScoringRequest> = batch
-            .iter()
-            .map(|&i| ScoringRequest {
-                prompt_ids: &examples[i].prompt_ids,
-                response_ids: &targets[i],
-                image: examples[i].image.as_ref(),
-            })
-            .collect();
-        let lp = ckpt.model.log_probs(&requests, 1.0)?;
-        let tokens: usize = lp.lengths.iter().sum();
-        let loss = lp
-            .values
-            .sum_all()
-            .and_then(|s| s.affine(-1.0 / tokens.max(1) as f64, 0.0))
-            .map_err(TrainError::tensor("SFT loss"))?;
-        let mut grads = GradAccumulator::default();
-        grads.backward(&loss, &params)?;
-        let norm = grads.norm()?;
-        let lr = warmup_lr(r.optim.lr, r.optim.warmup_steps, step);
-        if norm.is_finite() {
-            grads.clip(norm, r.optim.max_grad_norm)?;
-            optimizer.step(&params, &grads.grads, lr)?;
-        }
-        let loss_value = loss
-            .to_dtype(DType::F64)
-            .and_then(|l| l.to_scalar::<f64>())
-            .map_err(TrainError::tensor("SFT loss"))?;
-        last_loss = Some(loss_value);
-        let line = SftStep {
-            step,
-            epoch,
-            loss: loss_value,
-            tokens,
-            grad_norm: norm,
-            lr,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        let text = serde_json::to_string(&line).map_err(|e| TrainError::Usage(e.to_string()))?;
-        writeln!(metrics, "{text}").map_err(|e| state_error(&metrics_path, e))?;
-        bar.set_position(step as u64);
-        bar.set_message(format!("loss {loss_value:.3}"));
-    }
-    bar.finish();
-    ckpt.save(&cfg.out, DType::F32)?;
-    let accuracy_after = evaluate(&ckpt)?;
-    Ok(SftOutcome {
-        steps: total,
-        final_loss: last_loss,
-        accuracy_before,
-        accuracy_after,
-        out: cfg.out.clone(),
+    let (held_out, held_files) = match held {
+        Some(h) => (h.examples, super::trainer::hash_files(&h.files)?),
+        None => (Vec::new(), Vec::new()),
+    };
+    let plan = TrainPlan {
+        kind: TrainKind::Sft,
+        recipe_path: cfg.recipe_path.display().to_string(),
+        recipe: serde_json::to_value(r).map_err(|e| TrainError::Usage(e.to_string()))?,
+        overrides: cfg.overrides.clone(),
+        bench: r.data.bench.clone(),
+        manifest_sha256: crate::run_folder::manifest_sha256(registry.get(&r.data.bench)?),
+        rules: cfg.rules.clone(),
+        data: super::trainer::hash_files(&loaded.files)?,
+        validation_data: held_files,
+        validation_items: held_out.len(),
+        init: ModelFingerprint::of(&cfg.init)?,
+        seed: cfg.seed,
+        spotlight_version: crate::VERSION.to_string(),
+    };
+    Ok(Prepared {
+        examples,
+        targets,
+        held_out,
+        plan,
     })
+}
+
+/// Held-out avg@k (%) under the recipe's evaluation settings (`None`: no held-out items).
+fn evaluate(
+    cfg: &SftConfig,
+    ckpt: &Checkpoint,
+    held_out: &[Example],
+) -> Result<Option<f64>, TrainError> {
+    if held_out.is_empty() {
+        return Ok(None);
+    }
+    let e = &cfg.recipe.evaluation;
+    let params = rollout::validation_params(ckpt, e.temperature, e.max_new_tokens);
+    rollout::avg_at_k(
+        ckpt,
+        held_out,
+        &cfg.grader,
+        e.samples_per_item,
+        &params,
+        cfg.seed,
+    )
+    .map(Some)
+}
+
+/// One SFT step: the batch's mean token cross-entropy, backward, clipping, AdamW.
+fn sft_step(
+    cfg: &SftConfig,
+    ckpt: &Checkpoint,
+    params: &BTreeMap<String, Var>,
+    optimizer: &mut AdamW,
+    data: &Prepared,
+    step: usize,
+) -> Result<SftStep, TrainError> {
+    let r = &cfg.recipe;
+    let started = Instant::now();
+    let (epoch, batch) = sft_batch(
+        data.examples.len(),
+        r.batch.examples_per_step,
+        step,
+        cfg.seed,
+    );
+    let requests: Vec<ScoringRequest> = batch
+        .iter()
+        .map(|&i| ScoringRequest {
+            prompt_ids: &data.examples[i].prompt_ids,
+            response_ids: &data.targets[i],
+            image: data.examples[i].image.as_ref(),
+        })
+        .collect();
+    let lp = ckpt.model.log_probs(&requests, 1.0)?;
+    let tokens: usize = lp.lengths.iter().sum();
+    let loss = lp
+        .values
+        .sum_all()
+        .and_then(|s| s.affine(-1.0 / tokens.max(1) as f64, 0.0))
+        .map_err(TrainError::tensor("SFT loss"))?;
+    let mut grads = GradAccumulator::default();
+    grads.backward(&loss, params)?;
+    let norm = grads.norm()?;
+    let lr = schedule::warmup_lr(r.optim.lr, r.optim.warmup_steps, step);
+    if norm.is_finite() {
+        grads.clip(norm, r.optim.max_grad_norm)?;
+        optimizer.step(params, &grads.grads, lr)?;
+    }
+    let loss = loss
+        .to_dtype(DType::F64)
+        .and_then(|l| l.to_scalar::<f64>())
+        .map_err(TrainError::tensor("SFT loss"))?;
+    Ok(SftStep {
+        step,
+        epoch,
+        loss,
+        tokens,
+        grad_norm: norm,
+        lr,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Saves `OUT/step-N/` and removes the older SFT checkpoints (only the latest is needed to
+/// resume).
+fn save_latest(
+    cfg: &SftConfig,
+    ckpt: &Checkpoint,
+    optimizer: &AdamW,
+    step: usize,
+) -> Result<(), TrainError> {
+    let previous = checkpoint::latest_checkpoint(&cfg.out)?;
+    let state = TrainerState {
+        step,
+        cursor: Default::default(),
+        optimizer_steps: optimizer.steps(),
+        skipped_steps: 0,
+        seed: cfg.seed,
+        recipe: cfg.recipe.name.clone(),
+        init: cfg.init.display().to_string(),
+        spotlight_version: crate::VERSION.to_string(),
+    };
+    let dir = checkpoint::save_checkpoint(&cfg.out, ckpt, optimizer, &state)?;
+    if let Some((old, _)) = previous {
+        if old != dir {
+            std::fs::remove_dir_all(&old).map_err(|e| checkpoint::state_error(&old, e))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

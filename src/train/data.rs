@@ -1,0 +1,214 @@
+//! Training data: the examples a run learns from (read, rendered, tokenized and preprocessed
+//! once) and the seeded order in which the RL loop and SFT visit them.
+//!
+//! The order is a pure function of (run seed, stream, epoch), and a run's position in it is a
+//! [`DataCursor`] saved with each checkpoint, so a resumed run visits exactly the items an
+//! uninterrupted one would.
+
+use std::path::PathBuf;
+
+use image::RgbImage;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use serde::{Deserialize, Serialize};
+
+use super::TrainError;
+use crate::bench::{DataSource, PromptRenderer, Registry};
+use crate::model::{Checkpoint, ImageProcessor, ProcessedImage};
+use crate::seed::derive_seed_tagged;
+
+/// A training example ready for the model.
+pub struct Example {
+    pub id: String,
+    pub prompt_ids: Vec<u32>,
+    /// The processor-resized image (perturbations apply to it) and its normalised patches.
+    pub resized: Option<RgbImage>,
+    pub image: Option<ProcessedImage>,
+    pub answer: String,
+    pub options: Vec<String>,
+    /// The reference solution (the manifest's `solution` field), the target of SFT.
+    pub solution: Option<String>,
+}
+
+impl Example {
+    /// The options as the graders take them (`None` for free-form items).
+    pub fn options(&self) -> Option<&[String]> {
+        (!self.options.is_empty()).then_some(self.options.as_slice())
+    }
+}
+
+/// Examples and the files they were read from (the run plan hashes the files).
+pub struct LoadedExamples {
+    pub examples: Vec<Example>,
+    pub files: Vec<PathBuf>,
+}
+
+/// Reads, renders, tokenizes and preprocesses up to `limit` items of benchmark `bench`
+/// (items with several images, or prompts over `max_prompt_tokens`, are left out).
+pub fn load_examples(
+    registry: &Registry,
+    bench: &str,
+    ckpt: &Checkpoint,
+    source: &DataSource,
+    max_prompt_tokens: usize,
+    limit: usize,
+) -> Result<LoadedExamples, TrainError> {
+    let manifest = registry.get(bench)?;
+    let loaded = registry.load_benchmark(manifest, source)?;
+    if let Some(p) = loaded.bad_rows.first() {
+        return Err(TrainError::Usage(format!(
+            "{}: row {}: field `{}`: {} ({} bad rows; `spotlight bench validate` lists them)",
+            p.file.display(),
+            p.row,
+            p.field,
+            p.message,
+            loaded.bad_rows.len()
+        )));
+    }
+    let renderer = PromptRenderer::new(manifest)?;
+    let builder = ckpt.prompt_builder()?;
+    let processor: &ImageProcessor = &ckpt.image_processor;
+    let mut out = Vec::new();
+    for item in loaded.items.iter().take(limit) {
+        if item.images.len() > 1 {
+            continue; // scoring takes one image per sequence
+        }
+        let (resized, image) = match item.images.first().and_then(|i| i.bytes.as_ref()) {
+            Some(bytes) => {
+                let decoded = image::load_from_memory(bytes).map_err(|e| {
+                    TrainError::Usage(format!(
+                        "{}: row {}: image: {e}",
+                        item.source_file.display(),
+                        item.row
+                    ))
+                })?;
+                let resized = processor.resize(&decoded)?;
+                let image = processor.normalize(&resized);
+                (Some(resized), Some(image))
+            }
+            None => (None, None),
+        };
+        let text = renderer.render(item)?;
+        let grids: Vec<_> = image.iter().map(|i| i.grid_thw).collect();
+        let prompt_ids = builder.prompt_ids(Some(crate::eval::DEFAULT_SYSTEM), &text, &grids)?;
+        if prompt_ids.len() > max_prompt_tokens {
+            continue;
+        }
+        out.push(Example {
+            id: item.id.clone(),
+            prompt_ids,
+            resized,
+            image,
+            answer: item.answer.clone(),
+            options: item.options.clone(),
+            solution: item.fields.get("solution").cloned(),
+        });
+    }
+    Ok(LoadedExamples {
+        examples: out,
+        files: loaded.files,
+    })
+}
+
+/// Where the data order is: which epoch's permutation, and how far into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DataCursor {
+    pub epoch: u64,
+    pub position: usize,
+}
+
+impl DataCursor {
+    /// The next `n` example indices of `len` in the RL loop's seeded per-epoch order,
+    /// advancing the cursor (into the next epoch's order when this one runs out).
+    pub fn take(&mut self, len: usize, n: usize, seed: u64) -> Vec<usize> {
+        let mut out = Vec::with_capacity(n);
+        let mut order = epoch_order(len, self.epoch, seed);
+        while out.len() < n && len > 0 {
+            if self.position >= len {
+                self.epoch += 1;
+                self.position = 0;
+                order = epoch_order(len, self.epoch, seed);
+            }
+            out.push(order[self.position]);
+            self.position += 1;
+        }
+        out
+    }
+}
+
+/// The RL data order of an epoch.
+fn epoch_order(len: usize, epoch: u64, seed: u64) -> Vec<usize> {
+    seeded_order(len, seed, "data-order", epoch)
+}
+
+/// A Fisher-Yates permutation of `0..len` from its own stream: (seed, `stream`, epoch).
+pub fn seeded_order(len: usize, seed: u64, stream: &str, epoch: u64) -> Vec<usize> {
+    let mut rng =
+        ChaCha20Rng::seed_from_u64(derive_seed_tagged(seed, stream, epoch as u32, "epoch"));
+    let mut order: Vec<usize> = (0..len).collect();
+    for i in (1..len).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+    order
+}
+
+/// SFT's batch at 1-based `step`: positions `(step-1)*n .. step*n` of the concatenated
+/// per-epoch orders, so a batch that straddles an epoch boundary takes the next epoch's order
+/// for its tail, and any step's batch is known without replaying the steps before it (resume).
+pub fn sft_batch(len: usize, n: usize, step: usize, seed: u64) -> (usize, Vec<usize>) {
+    let first = (step.max(1) - 1) * n;
+    let epoch = first / len.max(1);
+    let mut order = seeded_order(len, seed, "sft-order", epoch as u64);
+    let mut current = epoch;
+    let batch = (first..first + n)
+        .map(|i| {
+            let e = i / len.max(1);
+            if e != current {
+                current = e;
+                order = seeded_order(len, seed, "sft-order", e as u64);
+            }
+            order[i % len.max(1)]
+        })
+        .collect();
+    (epoch, batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_order_is_a_seeded_permutation_per_epoch() {
+        let a = epoch_order(10, 0, 3);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_eq!(a, epoch_order(10, 0, 3));
+        assert_ne!(a, epoch_order(10, 1, 3));
+        let mut c = DataCursor::default();
+        let first = c.take(10, 7, 3);
+        let second = c.take(10, 7, 3);
+        assert_eq!(first, a[..7].to_vec());
+        assert_eq!(second[..3], a[7..]);
+        assert_eq!(
+            c,
+            DataCursor {
+                epoch: 1,
+                position: 4
+            }
+        );
+    }
+
+    #[test]
+    fn an_sft_batch_straddling_epochs_takes_the_next_epochs_order() {
+        let (e0, o1) = (
+            seeded_order(5, 9, "sft-order", 0),
+            seeded_order(5, 9, "sft-order", 1),
+        );
+        assert_eq!(sft_batch(5, 2, 1, 9), (0, e0[..2].to_vec()));
+        let (epoch, batch) = sft_batch(5, 2, 3, 9);
+        assert_eq!(epoch, 0);
+        assert_eq!(batch, vec![e0[4], o1[0]]);
+    }
+}
