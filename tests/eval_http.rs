@@ -86,7 +86,7 @@ fn request(registry: &Registry, out: PathBuf, k: u32, limit: usize) -> EvalReque
         resume: false,
         concurrency: 3,
         progress: false,
-        model_config_sha256: None,
+        model: None,
         grader_for: &exact,
     }
 }

@@ -74,7 +74,7 @@ fn request<'a>(registry: &'a Registry, out: PathBuf, k: u32, resume: bool) -> Ev
         resume,
         concurrency: 3,
         progress: false,
-        model_config_sha256: None,
+        model: None,
         grader_for: &exact,
     }
 }

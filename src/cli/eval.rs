@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use spotlight::bench::{DataSource, Registry};
 use spotlight::eval::{self, Backend, EvalError, EvalRequest, Grader, Sampling};
-use spotlight::model::{Checkpoint, LoadOptions};
+use spotlight::model::{Checkpoint, LoadOptions, ModelRef};
 use spotlight::report;
 
 use super::Outcome;
@@ -23,7 +23,7 @@ pub struct EvalArgs {
     /// A Qwen2.5-VL checkpoint folder, run embedded (batched sampling with a KV cache; the
     /// k samples of an item share one prefill).
     #[arg(long, group = "backend")]
-    pub model: Option<PathBuf>,
+    pub model: Option<ModelRef>,
     /// An OpenAI-compatible server (vLLM, SGLang, `spotlight serve`): its base URL, e.g.
     /// http://127.0.0.1:8000 (a trailing /v1 is accepted). One request per sample, carrying
     /// the sample's seed. https:// needs a build with `--features https`.
@@ -157,20 +157,20 @@ const DEFAULT_API_KEY_ENV: &str = "OPENAI_API_KEY";
 
 pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
     let registry = Registry::discover()?;
-    let mut model_config_sha256 = None;
+    let mut fingerprint = None;
     let backend: Box<dyn Backend> = if let Some(path) = &args.replay {
         let backend = eval::replay::ReplayBackend::open(path, |name| {
             registry.get(name).ok().map(|m| m.slug.clone())
         })?;
         Box::new(backend)
-    } else if let Some(dir) = &args.model {
+    } else if let Some(model) = &args.model {
+        let dir = &model.resolve()?;
         let opts = LoadOptions::auto()?;
         let ckpt = Checkpoint::load_with(dir, &opts)
             .with_context(|| format!("loading {}", dir.display()))?;
-        model_config_sha256 = Some(
-            eval::plan::sha256_file(&dir.join("config.json"))
-                .with_context(|| format!("hashing {}/config.json", dir.display()))?
-                .sha256,
+        fingerprint = Some(
+            spotlight::run_folder::ModelFingerprint::of(dir)
+                .with_context(|| format!("fingerprinting {}", dir.display()))?,
         );
         Box::new(
             eval::embedded::EmbeddedBackend::new(ckpt)
@@ -203,7 +203,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
             .concurrency
             .unwrap_or(if args.model.is_some() { 64 } else { 4 }),
         progress: !args.json,
-        model_config_sha256,
+        model: fingerprint,
         grader_for: &|rules: &str| grader_for(&rules_dir, rules),
     };
     let outcome = eval::evaluate(&request, backend.as_ref())?;

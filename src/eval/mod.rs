@@ -48,6 +48,8 @@ pub enum EvalError {
     },
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    #[error(transparent)]
+    RunFolder(#[from] crate::run_folder::RunFolderError),
     #[error("{} already holds a run; pass --resume to continue it, or choose another --out", .0.display())]
     RunExists(PathBuf),
     #[error("cannot resume {}: {reason}", path.display())]
@@ -72,7 +74,8 @@ pub struct EvalRequest<'a> {
     pub resume: bool,
     pub concurrency: usize,
     pub progress: bool,
-    pub model_config_sha256: Option<String>,
+    /// The fingerprint of the evaluated checkpoint folder (embedded backend).
+    pub model: Option<crate::run_folder::ModelFingerprint>,
     /// Grader per rule-set name.
     pub grader_for: GraderFactory<'a>,
 }
@@ -120,6 +123,14 @@ pub fn evaluate(request: &EvalRequest, backend: &dyn Backend) -> Result<EvalOutc
             slug: manifest.slug.clone(),
             name: manifest.name.clone(),
             rules: manifest.grading.rules.clone(),
+            manifest_sha256: crate::run_folder::manifest_sha256(manifest),
+            prompt_sha256: crate::run_folder::sha256_hex(
+                format!(
+                    "{}\0{}",
+                    manifest.prompt.template, manifest.prompt.instruction
+                )
+                .as_bytes(),
+            ),
             files: loaded
                 .files
                 .iter()
@@ -142,7 +153,7 @@ pub fn evaluate(request: &EvalRequest, backend: &dyn Backend) -> Result<EvalOutc
     let plan = EvalPlan {
         name: plan::run_name(&run_dir),
         backend: backend.describe(),
-        model_config_sha256: request.model_config_sha256.clone(),
+        model: request.model.clone(),
         data: request.data.to_string(),
         benchmarks: planned,
         k: request.k,
@@ -164,6 +175,7 @@ pub fn evaluate(request: &EvalRequest, backend: &dyn Backend) -> Result<EvalOutc
                     reason,
                 });
             }
+            crate::run_folder::warn_on_version_change(&run_dir, &previous.spotlight_version);
         }
         Some(_) => return Err(EvalError::RunExists(run_dir)),
         None => {}

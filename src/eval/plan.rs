@@ -3,22 +3,14 @@
 //! by which Spotlight version. `--resume` refuses a plan that differs in anything that
 //! changes results.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::backend::Sampling;
 use super::EvalError;
 
-/// A benchmark file the run read, with its content hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRecord {
-    pub path: String,
-    pub sha256: String,
-    pub bytes: u64,
-}
+pub use crate::run_folder::{sha256_file, FileRecord};
 
 /// One benchmark of the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +18,12 @@ pub struct PlannedBenchmark {
     pub slug: String,
     pub name: String,
     pub rules: String,
+    /// Hash of the manifest as parsed ([`crate::run_folder::manifest_sha256`]).
+    #[serde(default)]
+    pub manifest_sha256: String,
+    /// Hash of the prompt template and instruction the prompts were rendered with.
+    #[serde(default)]
+    pub prompt_sha256: String,
     pub files: Vec<FileRecord>,
     pub items: usize,
     pub approximate: Option<String>,
@@ -37,8 +35,10 @@ pub struct EvalPlan {
     pub name: String,
     /// What produced the responses ("replay:FILE", "http:URL model", "model:DIR").
     pub backend: String,
-    /// Hash of the model's config.json when a model folder is evaluated.
-    pub model_config_sha256: Option<String>,
+    /// The evaluated checkpoint's fingerprint (config, tokenizer, template, processor and
+    /// every weight file) when a model folder is evaluated.
+    #[serde(default)]
+    pub model: Option<crate::run_folder::ModelFingerprint>,
     /// `--data` as given.
     pub data: String,
     pub benchmarks: Vec<PlannedBenchmark>,
@@ -86,8 +86,14 @@ impl EvalPlan {
         if self.backend != previous.backend {
             diffs.push(format!("backend {} vs {}", previous.backend, self.backend));
         }
-        if self.model_config_sha256 != previous.model_config_sha256 {
-            diffs.push("the model's config.json changed".into());
+        match (&previous.model, &self.model) {
+            (Some(before), Some(now)) => diffs.extend(
+                now.differences(before)
+                    .into_iter()
+                    .map(|d| format!("model {}: {d}", now.dir)),
+            ),
+            (None, None) => {}
+            _ => diffs.push("the evaluated model is not the recorded one".into()),
         }
         if self.k != previous.k {
             diffs.push(format!("k {} vs {}", previous.k, self.k));
@@ -113,6 +119,12 @@ impl EvalPlan {
                 if hashes(b) != hashes(old) {
                     diffs.push(format!("{}'s files changed", b.name));
                 }
+                if b.manifest_sha256 != old.manifest_sha256 {
+                    diffs.push(format!("{}'s manifest changed", b.name));
+                }
+                if b.prompt_sha256 != old.prompt_sha256 {
+                    diffs.push(format!("{}'s prompt template changed", b.name));
+                }
                 if b.rules != old.rules {
                     diffs.push(format!(
                         "{}'s rule set {} vs {}",
@@ -123,31 +135,6 @@ impl EvalPlan {
         }
         (!diffs.is_empty()).then(|| diffs.join("; "))
     }
-}
-
-/// SHA-256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> Result<FileRecord, EvalError> {
-    let io = |source| EvalError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok(FileRecord {
-        path: path.display().to_string(),
-        sha256: format!("{:x}", hasher.finalize()),
-        bytes,
-    })
 }
 
 /// The run folder's name, used as its label.

@@ -105,7 +105,7 @@ pub fn plan(name: &str, model: &[SimBenchmark], k: u32) -> EvalPlan {
     EvalPlan {
         name: name.into(),
         backend: "simulated".into(),
-        model_config_sha256: None,
+        model: None,
         data: "simulated".into(),
         benchmarks: model
             .iter()
@@ -113,6 +113,8 @@ pub fn plan(name: &str, model: &[SimBenchmark], k: u32) -> EvalPlan {
                 slug: b.slug.clone(),
                 name: b.name.clone(),
                 rules: "simulated".into(),
+                manifest_sha256: String::new(),
+                prompt_sha256: String::new(),
                 files: Vec::new(),
                 items: b.p.len(),
                 approximate: None,
