@@ -24,6 +24,8 @@ pub mod run_folder;
 pub mod seed;
 pub mod serve;
 pub mod synth;
+#[doc(hidden)]
+pub mod testing;
 pub mod train;
 pub mod verify;
 

@@ -18,13 +18,7 @@ fn registry() -> Registry {
 }
 
 fn shared_samples() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/benchmarks-sample");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: ../shared/benchmarks-sample is absent");
-        None
-    }
+    spotlight::testing::shared_path("benchmarks-sample")
 }
 
 /// Everything about an item that a model or grader sees, images by content.

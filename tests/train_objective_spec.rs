@@ -9,18 +9,12 @@ use spotlight::train::cases::{
     compare_with_expected, evaluate_case, ObjectiveCase, ObjectiveResult, RESULT_FIELDS,
 };
 
-const EXAMPLES: &str = "../shared/spec/vppo-objective-examples.jsonl";
+const EXAMPLES: &str = "spec/vppo-objective-examples.jsonl";
 const TOLERANCE: f64 = 1e-6;
 
 fn load_cases() -> Option<Vec<ObjectiveCase>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(EXAMPLES);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "skipping: {} not found (CI has ../shared beside the clone)",
-            path.display()
-        );
-        return None;
-    };
+    let path = spotlight::testing::shared_path(EXAMPLES)?;
+    let text = std::fs::read_to_string(&path).expect("the worked examples are readable");
     let cases: Vec<ObjectiveCase> = text
         .lines()
         .filter(|l| !l.trim().is_empty())

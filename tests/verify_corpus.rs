@@ -5,7 +5,7 @@ use std::path::Path;
 
 use spotlight::verify::RuleSet;
 
-const CORPUS: &str = "../shared/verifier-corpus/cases.jsonl";
+const CORPUS: &str = "verifier-corpus/cases.jsonl";
 
 struct Case {
     id: String,
@@ -16,11 +16,8 @@ struct Case {
 }
 
 fn load() -> Option<Vec<Case>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(CORPUS);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipping: {} not found", path.display());
-        return None;
-    };
+    let path = spotlight::testing::shared_path(CORPUS)?;
+    let text = std::fs::read_to_string(&path).expect("the verifier corpus is readable");
     let cases = text
         .lines()
         .filter(|l| !l.trim().is_empty())

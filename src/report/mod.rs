@@ -468,12 +468,9 @@ mod tests {
 
     #[test]
     fn published_rows_match_shared_paper_exactly() {
-        let shared =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/paper/table1_main_results.csv");
-        if !shared.exists() {
-            eprintln!("skipped: ../shared/paper is absent");
+        let Some(shared) = crate::testing::shared_path("paper/table1_main_results.csv") else {
             return;
-        }
+        };
         assert_eq!(read_table1(&shared).unwrap(), published());
     }
 
