@@ -177,18 +177,26 @@ fn batch(
     };
     let read_s = start.elapsed().as_secs_f64();
     let t0 = Instant::now();
-    let grades = grade_all(rules, &table.rows, args.threads);
+    let results = grade_all(&table.rows, args.threads, |r| {
+        rules.grade(&r.response, &r.truth, r.options.as_deref())
+    })?;
     let grade_s = t0.elapsed().as_secs_f64();
     let names: Vec<String> = rules
         .component_names()
         .iter()
         .map(|n| n.to_string())
         .collect();
+    let errors: Vec<Option<String>> = results.iter().map(|r| r.clone().err()).collect();
+    let grades: Vec<Grade> = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| failed_grade(&names, &e)))
+        .collect();
     if is_parquet(output) {
-        write_parquet(output, &table, &grades, &names)?;
+        write_parquet(output, &table, &grades, &errors, &names)?;
     } else {
-        write_jsonl(output, &table, &grades, &names)?;
+        write_jsonl(output, &table, &grades, &errors, &names)?;
     }
+    let failed = errors.iter().flatten().count();
     let n = grades.len();
     let correct = grades.iter().filter(|g| g.correct).count();
     let no_answer = grades.iter().filter(|g| g.extracted.is_none()).count();
@@ -200,7 +208,7 @@ fn batch(
     let summary = serde_json::json!({
         "rules": rules.name(), "rows": n, "correct": correct,
         "accuracy": if n == 0 { 0.0 } else { correct as f64 / n as f64 },
-        "mean_reward": mean_reward, "no_answer": no_answer,
+        "mean_reward": mean_reward, "no_answer": no_answer, "errors": failed,
         "read_seconds": read_s, "grade_seconds": grade_s,
         "rows_per_second": if grade_s > 0.0 { n as f64 / grade_s } else { 0.0 },
         "output": output.display().to_string(),
@@ -215,10 +223,26 @@ fn batch(
     if args.json {
         let _ = writeln!(std::io::stdout().lock(), "{summary}");
     }
+    if failed > 0 {
+        let first = errors.iter().position(Option::is_some).unwrap_or(0);
+        eprintln!(
+            "error: grading failed on {failed} row(s) (first: row {first}); see the `error` column of {}",
+            output.display()
+        );
+        return Ok(Outcome::CheckFailed);
+    }
     Ok(Outcome::Ok)
 }
 
-fn grade_all(rules: &RuleSet, rows: &[Row], threads: usize) -> Vec<Grade> {
+/// Grades every row on `threads` threads (0 = all cores), in input order.
+///
+/// A panic inside one row's grading becomes that row's error (the others keep their
+/// place); a thread that dies any other way fails the whole command rather than letting
+/// later grades slide onto the wrong rows.
+fn grade_all<F>(rows: &[Row], threads: usize, grade: F) -> anyhow::Result<Vec<RowGrade>>
+where
+    F: Fn(&Row) -> Grade + Sync,
+{
     let threads = if threads == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -227,22 +251,42 @@ fn grade_all(rules: &RuleSet, rows: &[Row], threads: usize) -> Vec<Grade> {
         threads
     };
     let chunk = rows.len().div_ceil(threads.max(1)).max(1);
+    let grade = &grade;
     std::thread::scope(|s| {
         let handles: Vec<_> = rows
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|r| rules.grade(&r.response, &r.truth, r.options.as_deref()))
+                        .map(|r| spotlight::verify::isolate(|| grade(r)))
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, h) in handles.into_iter().enumerate() {
+            let part = h.join().map_err(|_| {
+                anyhow::anyhow!("grading thread {k} failed outside any row; no output written")
+            })?;
+            out.extend(part);
+        }
+        Ok(out)
     })
+}
+
+/// One row's verdict, or why grading it failed.
+type RowGrade = Result<Grade, String>;
+
+/// The grade written for a row whose grading failed: no answer, not correct, reward 0,
+/// every component 0 (the `error` column says why).
+fn failed_grade(names: &[String], error: &str) -> Grade {
+    Grade {
+        extracted: None,
+        correct: false,
+        reward: 0.0,
+        components: names.iter().map(|n| (n.clone(), 0.0)).collect(),
+        reason: error.to_string(),
+    }
 }
 
 /// Input rows plus what is passed through.
@@ -465,6 +509,7 @@ fn write_jsonl(
     path: &Path,
     table: &Table,
     grades: &[Grade],
+    errors: &[Option<String>],
     names: &[String],
 ) -> anyhow::Result<()> {
     let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -480,6 +525,10 @@ fn write_jsonl(
         for (n, col) in &scores {
             m.insert(n.clone(), Value::from(col[i]));
         }
+        m.insert(
+            "error".into(),
+            errors[i].clone().map_or(Value::Null, Value::String),
+        );
         serde_json::to_writer(&mut w, &Value::Object(m))?;
         w.write_all(b"\n")?;
     }
@@ -541,6 +590,7 @@ fn write_parquet(
     path: &Path,
     table: &Table,
     grades: &[Grade],
+    errors: &[Option<String>],
     names: &[String],
 ) -> anyhow::Result<()> {
     let mut fields: Vec<Field> = Vec::new();
@@ -551,7 +601,10 @@ fn write_parquet(
             let merged = arrow::compute::concat_batches(&schema, batches)
                 .context("cannot merge input batches")?;
             for (f, c) in schema.fields().iter().zip(merged.columns()) {
-                if !matches!(f.name().as_str(), "extracted" | "correct" | "reward") {
+                if !matches!(
+                    f.name().as_str(),
+                    "extracted" | "correct" | "reward" | "error"
+                ) {
                     fields.push(f.as_ref().clone());
                     cols.push(c.clone());
                 }
@@ -562,7 +615,7 @@ fn write_parquet(
             for m in maps {
                 for k in m.keys() {
                     if !keys.contains(k)
-                        && !matches!(k.as_str(), "extracted" | "correct" | "reward")
+                        && !matches!(k.as_str(), "extracted" | "correct" | "reward" | "error")
                     {
                         keys.push(k.clone());
                     }
@@ -602,6 +655,8 @@ fn write_parquet(
         fields.push(Field::new(n, DataType::Float64, false));
         cols.push(Arc::new(Float64Array::from(col)));
     }
+    fields.push(Field::new("error", DataType::Utf8, true));
+    cols.push(Arc::new(errors.iter().cloned().collect::<StringArray>()));
     let schema = Arc::new(Schema::new(fields));
     let batch =
         RecordBatch::try_new(schema.clone(), cols).context("cannot assemble output columns")?;
@@ -613,4 +668,49 @@ fn write_parquet(
     w.close()
         .with_context(|| format!("cannot finish {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> Row {
+        Row {
+            response: format!("\\boxed{{{i}}}"),
+            truth: i.to_string(),
+            options: None,
+        }
+    }
+
+    fn grade_of(r: &Row) -> Grade {
+        if r.truth == "5" {
+            panic!("odd input on row 5");
+        }
+        Grade {
+            extracted: Some(r.truth.clone()),
+            correct: true,
+            reward: 1.0,
+            components: vec![],
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_panicking_grading_chunk_never_shifts_rows() {
+        let rows: Vec<Row> = (0..23).map(row).collect();
+        for threads in [1, 2, 4, 23] {
+            let out = grade_all(&rows, threads, grade_of).unwrap();
+            assert_eq!(out.len(), rows.len(), "threads={threads}");
+            for (i, g) in out.iter().enumerate() {
+                match g {
+                    Ok(g) => assert_eq!(g.extracted.as_deref(), Some(i.to_string().as_str())),
+                    Err(e) => {
+                        assert_eq!(i, 5, "threads={threads}: only row 5 fails");
+                        assert!(e.contains("odd input on row 5"), "{e}");
+                    }
+                }
+            }
+            assert!(out[5].is_err());
+        }
+    }
 }

@@ -36,6 +36,22 @@ pub enum VerifyError {
     Invalid { origin: String, message: String },
 }
 
+/// Runs one grading call so that a panic inside it (a verifier bug on some odd input)
+/// becomes that call's error instead of taking down its thread and the rows after it.
+///
+/// The verifiers hold no state across calls, so nothing a panic interrupts is observed
+/// afterwards (hence `AssertUnwindSafe`).
+pub fn isolate<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-text panic".to_string());
+        format!("the grader panicked: {message}")
+    })
+}
+
 /// The verdict on one response.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Grade {
