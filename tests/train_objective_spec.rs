@@ -2,8 +2,6 @@
 //! (`../shared/spec/vppo-objective-examples.jsonl`, read in place) to 1e-6 relative to
 //! max(1, |value|), through the library and through `spotlight debug vppo-objective`.
 
-use std::path::Path;
-
 use candle_core::DType;
 use spotlight::train::cases::{
     compare_with_expected, evaluate_case, ObjectiveCase, ObjectiveResult, RESULT_FIELDS,
@@ -92,7 +90,7 @@ fn the_training_dtype_f32_stays_close_to_the_examples() {
 #[test]
 fn the_debug_command_prints_one_matching_line_per_case() {
     let Some(cases) = load_cases() else { return };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(EXAMPLES);
+    let path = spotlight::testing::shared_path(EXAMPLES).expect("load_cases found it");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_spotlight"))
         .args(["debug", "vppo-objective", "--check", "--input"])
         .arg(&path)
