@@ -23,8 +23,13 @@ impl Grader for ExactMatch {
     }
 }
 
-fn exact(_: &str) -> Result<Arc<dyn Grader>, EvalError> {
-    Ok(Arc::new(ExactMatch))
+fn exact(name: &str) -> Result<(Arc<dyn Grader>, spotlight::verify::RulesRecord), EvalError> {
+    let record = spotlight::verify::RulesRecord {
+        name: name.to_string(),
+        origin: "test: exact match".to_string(),
+        sha256: String::new(),
+    };
+    Ok((Arc::new(ExactMatch), record))
 }
 
 fn registry() -> Registry {

@@ -1,8 +1,6 @@
 //! Agreement with the paper's grader on the third-party verifier corpus, read in place
 //! from `../shared/verifier-corpus/cases.jsonl` (skipped where it is absent).
 
-use std::path::Path;
-
 use spotlight::verify::RuleSet;
 
 const CORPUS: &str = "verifier-corpus/cases.jsonl";

@@ -8,6 +8,7 @@ use spotlight::bench::{DataSource, Registry};
 use spotlight::eval::{self, Backend, EvalError, EvalRequest, Grader, Sampling};
 use spotlight::model::{Checkpoint, LoadOptions, ModelRef};
 use spotlight::report;
+use spotlight::verify::RulesRecord;
 
 use super::Outcome;
 
@@ -103,18 +104,16 @@ pub struct EvalArgs {
     pub note: String,
 }
 
-/// The grader of a reward rule set: the project's `reward_rules/<name>.toml` when present
-/// (edit it without recompiling), else the builtin of that name, else a TOML path.
-pub fn grader_for(rules_dir: &Path, rules: &str) -> Result<Arc<dyn Grader>, EvalError> {
-    let local = rules_dir.join(format!("{rules}.toml"));
-    let loaded = if local.is_file() {
-        spotlight::verify::RuleSet::from_path(&local)
-    } else {
-        spotlight::verify::RuleSet::load(rules)
-    };
-    loaded
-        .map(|r| Arc::new(r) as Arc<dyn Grader>)
-        .map_err(|e| EvalError::Internal(format!("reward rule set {rules:?}: {e}")))
+/// The grader of a reward rule set, found the one way every command finds it
+/// ([`spotlight::verify::resolve`]: a path, the project's `reward_rules/<name>.toml`, the
+/// builtin), with the record run plans store.
+pub fn grader_for(
+    project_root: &Path,
+    rules: &str,
+) -> Result<(Arc<dyn Grader>, RulesRecord), EvalError> {
+    spotlight::verify::resolve(Some(project_root), rules)
+        .map(|r| (Arc::new(r.rules) as Arc<dyn Grader>, r.record))
+        .map_err(|e| EvalError::Rules(e.to_string()))
 }
 
 /// The HTTP backend from `--endpoint` and its options. The key is read here, from the
@@ -181,7 +180,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
     } else {
         anyhow::bail!("no backend: give --replay, --model or --endpoint")
     };
-    let rules_dir = registry.root.join("reward_rules");
     let request = EvalRequest {
         registry: &registry,
         bench: args.bench.clone(),
@@ -204,7 +202,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
             .unwrap_or(if args.model.is_some() { 64 } else { 4 }),
         progress: !args.json,
         model: fingerprint,
-        grader_for: &|rules: &str| grader_for(&rules_dir, rules),
+        grader_for: &|rules: &str| grader_for(&registry.root, rules),
     };
     let outcome = eval::evaluate(&request, backend.as_ref())?;
     let plan = eval::EvalPlan::load(&outcome.run_dir)?.context("run.json vanished")?;

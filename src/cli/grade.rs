@@ -16,6 +16,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use serde_json::{Map, Value};
+use spotlight::verify::RulesRecord;
 use spotlight::verify::{Grade, RuleSet};
 
 use super::Outcome;
@@ -58,27 +59,31 @@ pub struct GradeArgs {
 }
 
 pub fn run(args: GradeArgs) -> anyhow::Result<Outcome> {
-    let rules = match RuleSet::load(&args.rules) {
-        Ok(r) => r,
+    // The same lookup as eval, train and sft: an edited project rule file grades the
+    // same everywhere. Outside a project only paths and builtins are found.
+    let root = spotlight::bench::project_root().ok();
+    let (rules, record) = match spotlight::verify::resolve(root.as_deref(), &args.rules) {
+        Ok(r) => (r.rules, r.record),
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(Outcome::BadInput);
         }
     };
+
     match (&args.response, &args.input) {
         (Some(response), None) => {
             let Some(truth) = &args.truth else {
                 eprintln!("error: --response needs --truth");
                 return Ok(Outcome::BadInput);
             };
-            single(&rules, response, truth, &args)
+            single(&rules, &record, response, truth, &args)
         }
         (None, Some(input)) => {
             let Some(output) = &args.output else {
                 eprintln!("error: --input needs --output");
                 return Ok(Outcome::BadInput);
             };
-            batch(&rules, input, output, &args)
+            batch(&rules, &record, input, output, &args)
         }
         _ => {
             eprintln!("error: give either --response/--truth or --input/--output");
@@ -89,6 +94,7 @@ pub fn run(args: GradeArgs) -> anyhow::Result<Outcome> {
 
 fn single(
     rules: &RuleSet,
+    record: &RulesRecord,
     response: &str,
     truth: &str,
     args: &GradeArgs,
@@ -99,6 +105,8 @@ fn single(
     if args.json {
         let v = serde_json::json!({
             "rules": rules.name(),
+            "rules_origin": record.origin,
+            "rules_sha256": record.sha256,
             "extracted": t.grade.extracted,
             "correct": t.grade.correct,
             "reward": t.grade.reward,
@@ -110,7 +118,7 @@ fn single(
         out.push('\n');
     } else {
         use std::fmt::Write as _;
-        writeln!(out, "rules:     {}", rules.name())?;
+        writeln!(out, "rules:     {} ({})", rules.name(), record.origin)?;
         writeln!(
             out,
             "extracted: {}",
@@ -158,6 +166,7 @@ fn is_parquet(p: &Path) -> bool {
 
 fn batch(
     rules: &RuleSet,
+    record: &RulesRecord,
     input: &Path,
     output: &Path,
     args: &GradeArgs,
@@ -206,7 +215,8 @@ fn batch(
         grades.iter().map(|g| g.reward).sum::<f64>() / n as f64
     };
     let summary = serde_json::json!({
-        "rules": rules.name(), "rows": n, "correct": correct,
+        "rules": rules.name(), "rules_origin": record.origin, "rules_sha256": record.sha256,
+        "rows": n, "correct": correct,
         "accuracy": if n == 0 { 0.0 } else { correct as f64 / n as f64 },
         "mean_reward": mean_reward, "no_answer": no_answer, "errors": failed,
         "read_seconds": read_s, "grade_seconds": grade_s,

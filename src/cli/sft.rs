@@ -53,15 +53,14 @@ pub fn run(args: SftArgs) -> anyhow::Result<Outcome> {
     let registry = Registry::discover()?;
     let recipe = SftRecipe::load(&args.config, &args.overrides)?;
     let manifest = registry.get(&recipe.data.bench)?;
-    let grader =
-        super::eval::grader_for(&registry.root.join("reward_rules"), &manifest.grading.rules)?;
+    let (grader, rules) = super::eval::grader_for(&registry.root, &manifest.grading.rules)?;
     let config = SftConfig {
         recipe,
         recipe_path: args.config.clone(),
         overrides: args.overrides.clone(),
         save_every: args.save_every,
         resume: args.resume,
-        rules: Vec::new(),
+        rules: vec![rules],
         init: args.init.resolve()?,
         data: args.data.clone(),
         eval_data: Some(args.eval_data.clone().unwrap_or(DataSource::Bundled)),

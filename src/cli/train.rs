@@ -64,13 +64,12 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs) -> anyhow::Result<Outcome> {
     let registry = Registry::discover()?;
     let recipe = TrainRecipe::load_with_overrides(&args.recipe, &args.overrides)?;
-    let rules_dir = registry.root.join("reward_rules");
-    let grader = super::eval::grader_for(&rules_dir, &recipe.reward.rules)?;
+    let (grader, accuracy_rules) = super::eval::grader_for(&registry.root, &recipe.reward.rules)?;
+    let mut rules = vec![accuracy_rules];
     let format = if recipe.reward.format_weight > 0.0 {
-        Some((
-            super::eval::grader_for(&rules_dir, "format")?,
-            recipe.reward.format_weight,
-        ))
+        let (format, record) = super::eval::grader_for(&registry.root, "format")?;
+        rules.push(record);
+        Some((format, recipe.reward.format_weight))
     } else {
         None
     };
@@ -79,7 +78,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Outcome> {
             accuracy: grader,
             format,
         },
-        rules: Vec::new(),
+        rules,
         recipe,
         recipe_path: args.recipe.clone(),
         overrides: args.overrides.clone(),

@@ -54,12 +54,18 @@ pub enum EvalError {
     RunExists(PathBuf),
     #[error("cannot resume {}: {reason}", path.display())]
     ResumeConflict { path: PathBuf, reason: String },
+    /// A reward rule set could not be found or read.
+    #[error("reward rule set: {0}")]
+    Rules(String),
     #[error("{0}")]
     Internal(String),
 }
 
 /// Gives the grader of a reward rule set by name.
-pub type GraderFactory<'a> = &'a dyn Fn(&str) -> Result<Arc<dyn Grader>, EvalError>;
+/// Gives the grader of a reward rule set by name, with the record of the exact rule file
+/// (the plan stores its hash, so a resume after a rule edit is refused).
+pub type GraderFactory<'a> =
+    &'a dyn Fn(&str) -> Result<(Arc<dyn Grader>, crate::verify::RulesRecord), EvalError>;
 
 /// Everything an evaluation needs, resolved from the command line.
 pub struct EvalRequest<'a> {
@@ -119,10 +125,12 @@ pub fn evaluate(request: &EvalRequest, backend: &dyn Backend) -> Result<EvalOutc
             .iter()
             .map(|i| renderer.render(i))
             .collect::<Result<Vec<_>, _>>()?;
+        let (grader, rules_record) = (request.grader_for)(&manifest.grading.rules)?;
         planned.push(plan::PlannedBenchmark {
             slug: manifest.slug.clone(),
             name: manifest.name.clone(),
             rules: manifest.grading.rules.clone(),
+            rules_sha256: rules_record.sha256,
             manifest_sha256: crate::run_folder::manifest_sha256(manifest),
             prompt_sha256: crate::run_folder::sha256_hex(
                 format!(
@@ -146,7 +154,7 @@ pub fn evaluate(request: &EvalRequest, backend: &dyn Backend) -> Result<EvalOutc
             name: manifest.name.clone(),
             items,
             prompts,
-            grader: (request.grader_for)(&manifest.grading.rules)?,
+            grader,
         });
     }
     let run_dir = request.out.clone();

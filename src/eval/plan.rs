@@ -18,6 +18,9 @@ pub struct PlannedBenchmark {
     pub slug: String,
     pub name: String,
     pub rules: String,
+    /// Hash of the exact rule-file text graded with ([`crate::verify::resolve`]).
+    #[serde(default)]
+    pub rules_sha256: String,
     /// Hash of the manifest as parsed ([`crate::run_folder::manifest_sha256`]).
     #[serde(default)]
     pub manifest_sha256: String,
@@ -121,6 +124,12 @@ impl EvalPlan {
                 }
                 if b.manifest_sha256 != old.manifest_sha256 {
                     diffs.push(format!("{}'s manifest changed", b.name));
+                }
+                if b.rules == old.rules && b.rules_sha256 != old.rules_sha256 {
+                    diffs.push(format!(
+                        "{}'s rule set `{}` was edited (the rule file's hash changed)",
+                        b.name, b.rules
+                    ));
                 }
                 if b.prompt_sha256 != old.prompt_sha256 {
                     diffs.push(format!("{}'s prompt template changed", b.name));

@@ -24,14 +24,7 @@ pub enum TrainKind {
     Sft,
 }
 
-/// A rule set a run grades with, by name and the hash of the exact TOML it used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RulesRecord {
-    pub name: String,
-    /// `reward_rules/<name>.toml` of the project, or `builtin`.
-    pub origin: String,
-    pub sha256: String,
-}
+pub use crate::verify::RulesRecord;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainPlan {

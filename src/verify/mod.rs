@@ -7,6 +7,7 @@
 pub mod adversarial;
 pub mod choice;
 pub mod latex2text;
+pub mod lookup;
 pub mod mathruler;
 pub mod pyfloat;
 pub mod rules;
@@ -14,6 +15,7 @@ pub mod symbolic;
 
 use std::path::PathBuf;
 
+pub use lookup::{resolve, ResolvedRules, RulesRecord};
 pub use rules::RuleSet;
 
 /// Errors loading rule sets.

@@ -15,8 +15,6 @@
 //! The reward is `sum(weight * component score)`; `correct` and `extracted` come from
 //! the component marked `verdict = true` (else the first `answer` component).
 
-use std::path::Path;
-
 use regex::Regex;
 use serde::Deserialize;
 
@@ -158,6 +156,76 @@ pub enum Compare {
     Choice,
 }
 
+/// The fields a component may have, by its `type`. serde cannot reject unknown fields of
+/// a struct that flattens a tagged enum, so a typo (`normalise`, `verdit`) would be
+/// ignored silently; this check names it with its line instead.
+fn check_component_fields(text: &str, origin: &str) -> Result<(), VerifyError> {
+    const COMMON: &[&str] = &["name", "weight", "verdict", "type"];
+    const ANSWER: &[&str] = &[
+        "preprocess",
+        "extract",
+        "missing_answer",
+        "normalize",
+        "compare",
+    ];
+    const FORMAT: &[&str] = &["pattern"];
+    let doc: toml::Table = toml::from_str(text).map_err(|e| VerifyError::Toml {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })?;
+    let Some(components) = doc.get("components").and_then(|c| c.as_array()) else {
+        return Ok(());
+    };
+    for (i, c) in components.iter().enumerate() {
+        let Some(table) = c.as_table() else { continue };
+        let specific: &[&str] = match table.get("type").and_then(|t| t.as_str()) {
+            Some("answer") => ANSWER,
+            Some("format") => FORMAT,
+            _ => continue, // serde has already named a missing or unknown type
+        };
+        if let Some(field) = table
+            .keys()
+            .find(|k| !COMMON.contains(&k.as_str()) && !specific.contains(&k.as_str()))
+        {
+            let name = table.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+            let mut allowed: Vec<&str> = COMMON.iter().chain(specific).copied().collect();
+            allowed.sort_unstable();
+            return Err(VerifyError::Invalid {
+                origin: origin.to_string(),
+                message: format!(
+                    "{}component {} (`{name}`): unknown field `{field}` (allowed: {})",
+                    line_of(text, i, field).map_or(String::new(), |l| format!("line {l}: ")),
+                    i + 1,
+                    allowed.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The 1-based line where `field = ` is written inside the `index`-th `[[components]]`
+/// block (`None` for inline-table layouts, where the message still names the field).
+fn line_of(text: &str, index: usize, field: &str) -> Option<usize> {
+    let mut block: Option<usize> = None;
+    let mut inside = false;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with("[[components]]") {
+            block = Some(block.map_or(0, |b| b + 1));
+            inside = true;
+        } else if t.starts_with('[') {
+            inside = false;
+        } else if inside && block == Some(index) {
+            let key = t.split('=').next().unwrap_or("").trim().trim_matches('"');
+            if key == field {
+                return Some(n + 1);
+            }
+        }
+    }
+    None
+}
+
 #[derive(Debug)]
 enum Scorer {
     Answer {
@@ -203,37 +271,31 @@ impl RuleSet {
         RuleSet::from_toml(text, &format!("builtin rule set `{name}`"))
     }
 
-    /// A user rule set from a TOML file.
-    pub fn from_path(path: &Path) -> Result<RuleSet, VerifyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| VerifyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        RuleSet::from_toml(&text, &path.display().to_string())
-    }
-
-    /// A path if one exists there, else a builtin name.
-    pub fn load(name_or_path: &str) -> Result<RuleSet, VerifyError> {
-        let p = Path::new(name_or_path);
-        if p.is_file() {
-            RuleSet::from_path(p)
-        } else {
-            RuleSet::builtin(name_or_path)
-        }
-    }
-
     /// Parse and validate TOML text; `origin` names the source in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<RuleSet, VerifyError> {
         let file: RuleSetFile = toml::from_str(text).map_err(|e| VerifyError::Toml {
             origin: origin.to_string(),
             message: e.to_string(),
         })?;
+        check_component_fields(text, origin)?;
         let invalid = |message: String| VerifyError::Invalid {
             origin: origin.to_string(),
             message,
         };
         if file.components.is_empty() {
             return Err(invalid("no [[components]]".into()));
+        }
+        let verdicts: Vec<&str> = file
+            .components
+            .iter()
+            .filter(|c| c.verdict)
+            .map(|c| c.name.as_str())
+            .collect();
+        if verdicts.len() > 1 {
+            return Err(invalid(format!(
+                "more than one component has `verdict = true` ({}): mark exactly one",
+                verdicts.join(", ")
+            )));
         }
         let mut components = Vec::new();
         let mut verdict_index = None;
@@ -583,5 +645,44 @@ mod tests {
         let t = r.grade_traced(r"\boxed{\dfrac{1}{2}}", "0.5", None);
         assert!(t.grade.correct);
         assert!(t.steps.iter().any(|(n, _)| n.contains("mathd")));
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    const GOOD: &str = "name = \"x\"\n[[components]]\nname = \"acc\"\nweight = 1.0\ntype = \"answer\"\nextract = [{ type = \"last_boxed\" }]\ncompare = { type = \"exact\" }\n";
+
+    #[test]
+    fn a_typo_in_a_component_is_an_error_naming_field_and_line() {
+        assert!(RuleSet::from_toml(GOOD, "x.toml").is_ok());
+        let typo = GOOD.replace(
+            "weight = 1.0\n",
+            "weight = 1.0\nnormalise = [{ type = \"trim\" }]\n",
+        );
+        let err = RuleSet::from_toml(&typo, "x.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("x.toml") && err.contains("`normalise`") && err.contains("line 5"),
+            "{err}"
+        );
+        let verdit = GOOD.replace("weight = 1.0\n", "weight = 1.0\nverdit = true\n");
+        let err = RuleSet::from_toml(&verdit, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`verdit`"), "{err}");
+    }
+
+    #[test]
+    fn two_verdict_components_are_refused() {
+        let one = GOOD.replace("weight = 1.0\n", "weight = 1.0\nverdict = true\n");
+        assert!(RuleSet::from_toml(&one, "x.toml").is_ok());
+        let second = one[one.find("[[components]]").unwrap()..].replace("\"acc\"", "\"acc2\"");
+        let two = format!("{one}{second}");
+        let err = RuleSet::from_toml(&two, "x.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("more than one") && err.contains("acc2"),
+            "{err}"
+        );
     }
 }

@@ -113,6 +113,7 @@ pub fn plan(name: &str, model: &[SimBenchmark], k: u32) -> EvalPlan {
                 slug: b.slug.clone(),
                 name: b.name.clone(),
                 rules: "simulated".into(),
+                rules_sha256: String::new(),
                 manifest_sha256: String::new(),
                 prompt_sha256: String::new(),
                 files: Vec::new(),
