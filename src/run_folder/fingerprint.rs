@@ -16,20 +16,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{sha256_file, sha256_hex, FileRecord, RunFolderError};
 
-/// Files of a checkpoint folder that change what the model computes besides the weights.
-/// `generation_config.json` is left out: Spotlight's sampling settings come from the command.
-const MODEL_FILES: &[&str] = &[
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.json",
-    "chat_template.jinja",
-    "preprocessor_config.json",
-];
+/// Files of a checkpoint folder that change what the model computes besides the weights:
+/// `config.json` and the auxiliary files a checkpoint carries
+/// ([`crate::model::weights::AUXILIARY_FILES`]), except `generation_config.json`, since
+/// Spotlight's sampling settings come from the command.
+fn model_files() -> impl Iterator<Item = &'static str> {
+    std::iter::once("config.json").chain(
+        crate::model::weights::AUXILIARY_FILES
+            .iter()
+            .copied()
+            .filter(|f| *f != "generation_config.json"),
+    )
+}
 
 /// What a run records about the model it used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,8 +43,7 @@ pub struct ModelFingerprint {
 impl ModelFingerprint {
     /// Fingerprints the checkpoint folder `dir`.
     pub fn of(dir: &Path) -> Result<ModelFingerprint, RunFolderError> {
-        let mut names: Vec<String> = MODEL_FILES
-            .iter()
+        let mut names: Vec<String> = model_files()
             .filter(|n| dir.join(n).is_file())
             .map(|n| n.to_string())
             .collect();
