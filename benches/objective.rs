@@ -70,6 +70,7 @@ fn bench(c: &mut Criterion) {
             advantages: &advantages,
             ref_logprobs: None,
             shaping: &shaping,
+            mini_batch_tokens: shaping.response_tokens(),
         };
         let lp = old
             .slice_rows(0..MICRO)

@@ -82,6 +82,8 @@ const TRAIN_SMALL: &[&str] = &[
     "--set",
     "batch.micro_batch_responses=4",
     "--set",
+    "batch.world_size=1",
+    "--set",
     "rollout.responses_per_prompt=2",
     "--set",
     "rollout.max_response_tokens=4",

@@ -212,6 +212,11 @@ fn every_recipe_field_is_exported() {
                         == r.batch.micro_batch_responses
                         && !boolean(&doc, "worker.actor.dynamic_batching")
                 }
+                "batch.world_size" => {
+                    int(&doc, "trainer.n_gpus_per_node") as usize == r.batch.world_size
+                }
+                // VPPO-RL balances every batch; the export refuses a recipe that does not.
+                "batch.balance" => r.batch.balance,
                 "image.min_pixels" => int(&doc, "data.min_pixels") as usize == r.image.min_pixels,
                 "image.max_pixels" => int(&doc, "data.max_pixels") as usize == r.image.max_pixels,
                 "validation.every_steps" => {

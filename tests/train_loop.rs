@@ -19,6 +19,8 @@ const SMALL: &[&str] = &[
     "--set",
     "batch.micro_batch_responses=4",
     "--set",
+    "batch.world_size=2",
+    "--set",
     "rollout.responses_per_prompt=4",
     "--set",
     "rollout.max_response_tokens=16",

@@ -27,6 +27,24 @@ pub enum DebugCommand {
         #[arg(long)]
         check: bool,
     },
+    /// Lay out a step's rows over workers, mini- and micro-batches as the reference trainer
+    /// does (length balancing, per-worker TAS range, `mu` per micro-batch) and print each
+    /// row's place and TAS scale.
+    ///
+    /// Input: JSONL, each line `{"id", "inputs": {"world_size", "global_batch_size" (prompts
+    /// per mini-batch), "micro_batch_size_per_device", "beta_min", "balance", "groups",
+    /// "prompt_lengths", "response_lengths", "token_dependency"}}` (per row, in the step's
+    /// order; `train --dump-step` writes this format). Output: one JSON line per case,
+    /// `{"id", "device", "mini_batch", "micro_batch", "advantage_scale"}` in row order
+    /// (`micro_batch` counts within the row's worker mini-batch).
+    TasLayout {
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// Compare with each line's `expected` (placements exactly, scales to 1e-6 relative
+        /// to max(1, |value|)); exit 1 on any difference.
+        #[arg(long)]
+        check: bool,
+    },
     /// Time the phases of one VPPO-shaped training step on a checkpoint folder (CPU, f32).
     ///
     /// Phases: scoring pass with the image (on the gradient path), scoring pass with the
@@ -69,8 +87,67 @@ pub struct BenchStepArgs {
 pub fn run(cmd: DebugCommand) -> anyhow::Result<Outcome> {
     match cmd {
         DebugCommand::VppoObjective { input, check } => vppo_objective(&input, check),
+        DebugCommand::TasLayout { input, check } => tas_layout(&input, check),
         DebugCommand::BenchStep(args) => bench_step(&args),
     }
+}
+
+fn tas_layout(input: &std::path::Path, check: bool) -> anyhow::Result<Outcome> {
+    use spotlight::train::layout::TasLayoutCase;
+    let file =
+        std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut all_agree = true;
+    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line_no = index + 1;
+        let line =
+            line.with_context(|| format!("{}: cannot read line {line_no}", input.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let case: TasLayoutCase = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{line_no}: not a tas-layout case", input.display()))?;
+        let result = case
+            .inputs
+            .evaluate(&case.id)
+            .with_context(|| format!("{}:{line_no} (id {})", input.display(), case.id))?;
+        serde_json::to_writer(&mut out, &result)?;
+        writeln!(out)?;
+        if check {
+            let Some(expected) = &case.expected else {
+                eprintln!("{}: no `expected` to check", case.id);
+                all_agree = false;
+                continue;
+            };
+            let placed = result.device == expected.device
+                && result.mini_batch == expected.mini_batch
+                && result.micro_batch == expected.micro_batch;
+            let scale_error = (result.advantage_scale.len() == expected.advantage_scale.len())
+                .then(|| {
+                    result
+                        .advantage_scale
+                        .iter()
+                        .zip(&expected.advantage_scale)
+                        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                        .fold(0.0f64, f64::max)
+                });
+            let ok = placed && scale_error.is_some_and(|e| e <= CHECK_TOLERANCE);
+            all_agree &= ok;
+            eprintln!(
+                "{} placement {} max rel scale error {}{}",
+                case.id,
+                if placed { "equal" } else { "DIFFERS" },
+                scale_error.map_or("(length differs)".to_string(), |e| format!("{e:.3e}")),
+                if ok { "" } else { "  MISMATCH" }
+            );
+        }
+    }
+    Ok(if all_agree {
+        Outcome::Ok
+    } else {
+        Outcome::CheckFailed
+    })
 }
 
 fn vppo_objective(input: &std::path::Path, check: bool) -> anyhow::Result<Outcome> {

@@ -366,6 +366,7 @@ impl<'a> StepRunner<'a> {
             advantages: &self.inputs.advantages,
             ref_logprobs: None,
             shaping: &shaping,
+            mini_batch_tokens: shaping.response_tokens(),
         };
         let objective = micro_batch_objective(
             &ObjectiveConfig::PUBLISHED_VPPO,

@@ -108,6 +108,7 @@ pub fn evaluate_case(case: &ObjectiveCase, dtype: DType) -> Result<ObjectiveResu
         advantages: &advantages,
         ref_logprobs: reference.as_ref(),
         shaping: &shaping,
+        mini_batch_tokens: shaping.response_tokens(),
     };
     let logprobs = Var::from_tensor(&current.to_tensor(dtype, &Device::Cpu)?)
         .map_err(TrainError::tensor("logprobs variable"))?;

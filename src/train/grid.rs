@@ -107,6 +107,25 @@ impl TokenGrid {
         })
     }
 
+    /// A copy of rows `indices`, in that order (one worker's rows of a step).
+    pub fn select_rows(&self, indices: &[usize]) -> Result<Self, TrainError> {
+        let mut values = Vec::with_capacity(indices.len() * self.cols);
+        for &i in indices {
+            if i >= self.rows {
+                return Err(TrainError::Shape {
+                    what: "row index".to_string(),
+                    detail: format!("{i} is not within 0..{}", self.rows),
+                });
+            }
+            values.extend_from_slice(self.row(i));
+        }
+        Ok(TokenGrid {
+            rows: indices.len(),
+            cols: self.cols,
+            values,
+        })
+    }
+
     /// Fails unless the grid is `rows x cols`; `what` names the input in the error.
     pub fn expect_shape(&self, what: &str, rows: usize, cols: usize) -> Result<(), TrainError> {
         if self.rows != rows || self.cols != cols {

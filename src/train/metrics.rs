@@ -26,6 +26,9 @@ pub struct PhaseTimes {
     pub rollout: f64,
     pub old_logprobs: f64,
     pub perturbed_logprobs: f64,
+    /// The frozen reference's log-probs (0 without a KL term).
+    #[serde(default)]
+    pub reference_logprobs: f64,
     pub update: f64,
     pub validation: f64,
     pub total: f64,
@@ -53,9 +56,23 @@ pub struct StepMetrics {
     pub tas_scale_mean: f64,
     pub tas_scale_min: f64,
     pub tas_scale_max: f64,
+    /// Min / mean / max over the step's prompts of each prompt's mean TAS scale: how much
+    /// weight TAS moved between prompts (all 1 when every micro-batch is one whole group).
+    #[serde(default)]
+    pub prompt_tas_scale_min: f64,
+    #[serde(default)]
+    pub prompt_tas_scale_mean: f64,
+    #[serde(default)]
+    pub prompt_tas_scale_max: f64,
+    /// Mean number of distinct prompts per micro-batch after the layout.
+    #[serde(default)]
+    pub prompts_per_micro_batch: f64,
     pub pg_loss: f64,
     /// `-mean(log p)` of the sampled tokens (the entropy term's value).
     pub entropy: f64,
+    /// The low-variance KL to the frozen reference (`None` without one).
+    #[serde(default)]
+    pub kl: Option<f64>,
     pub clip_fraction_higher: f64,
     pub clip_fraction_lower: f64,
     pub grad_norm: f64,
@@ -91,6 +108,9 @@ impl StepMetrics {
             .map(|p| p.selected_fraction)
             .collect();
         let scales = &stats.scales;
+        let layout = stats.layout_stats;
+        let pick_layout =
+            |f: fn(&super::layout::LayoutStats) -> f64| layout.map_or(f64::NAN, |l| f(&l));
         StepMetrics {
             step,
             epoch,
@@ -108,8 +128,13 @@ impl StepMetrics {
             tas_scale_mean: mean(scales).unwrap_or(1.0),
             tas_scale_min: scales.iter().copied().fold(f64::INFINITY, f64::min),
             tas_scale_max: scales.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            prompt_tas_scale_min: pick_layout(|l| l.prompt_scale_min),
+            prompt_tas_scale_mean: pick_layout(|l| l.prompt_scale_mean),
+            prompt_tas_scale_max: pick_layout(|l| l.prompt_scale_max),
+            prompts_per_micro_batch: pick_layout(|l| l.prompts_per_micro_batch),
             pg_loss: stats.pg_loss,
             entropy: stats.entropy,
+            kl: stats.kl,
             clip_fraction_higher: stats.clip_higher,
             clip_fraction_lower: stats.clip_lower,
             grad_norm: stats.grad_norm(),

@@ -27,6 +27,7 @@ pub mod cases;
 pub mod checkpoint;
 pub mod data;
 pub mod grid;
+pub mod layout;
 pub mod loss;
 pub mod metrics;
 pub mod objective;

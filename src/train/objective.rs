@@ -29,7 +29,8 @@
 //!
 //! let shaping = MiniBatchShaping::new(&config, &mask, &old, Some(&aug))?; // once per mini-batch
 //! let mini = MiniBatch { response_mask: &mask, old_logprobs: &old, advantages: &advantages,
-//!                        ref_logprobs: None, shaping: &shaping };
+//!                        ref_logprobs: None, shaping: &shaping,
+//!                        mini_batch_tokens: shaping.response_tokens() };
 //! for rows in [0..2, 2..4] {
 //!     // The model's log-probs of these rows go here (F32, on the gradient path).
 //!     let logprobs = Var::from_tensor(&old.slice_rows(rows.clone())?.to_tensor(DType::F32, &Device::Cpu)?)?;
@@ -169,17 +170,31 @@ impl MiniBatchShaping {
         old: &TokenGrid,
         aug: Option<&TokenGrid>,
     ) -> Result<Self, TrainError> {
-        config.validate()?;
         old.expect_shape("old_logprobs", mask.rows(), mask.cols())?;
         let token_dependency = match aug {
             Some(aug) => {
                 aug.expect_shape("aug_logprobs", mask.rows(), mask.cols())?;
                 Some(perception::token_dependency(mask, old, aug))
             }
-            None if config.tas => return Err(TrainError::MissingPerturbedLogprobs("TAS")),
-            None if config.tgf => return Err(TrainError::MissingPerturbedLogprobs("TGF")),
             None => None,
         };
+        Self::from_dependency(config, mask, token_dependency)
+    }
+
+    /// Shaping from the token dependencies `S` themselves (0 on padding), as
+    /// `debug tas-layout` gives them; [`new`](Self::new) computes them from log-probs.
+    pub fn from_dependency(
+        config: &ObjectiveConfig,
+        mask: &TokenGrid,
+        token_dependency: Option<TokenGrid>,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        match &token_dependency {
+            Some(s) => s.expect_shape("token_dependency", mask.rows(), mask.cols())?,
+            None if config.tas => return Err(TrainError::MissingPerturbedLogprobs("TAS")),
+            None if config.tgf => return Err(TrainError::MissingPerturbedLogprobs("TGF")),
+            None => {}
+        }
         let response_lengths = mask.row_sums();
         let trajectory_dependency = match &token_dependency {
             Some(s) => perception::trajectory_dependency(s, mask),
@@ -254,6 +269,9 @@ pub struct MiniBatch<'a> {
     pub ref_logprobs: Option<&'a TokenGrid>,
     /// The mini-batch's shaping.
     pub shaping: &'a MiniBatchShaping,
+    /// Response tokens of the whole mini-batch over all workers: the denominator of each
+    /// micro-batch's weight (`shaping.response_tokens()` when these rows are all of it).
+    pub mini_batch_tokens: f64,
 }
 
 /// The objective of one micro-batch.
@@ -337,7 +355,7 @@ pub fn micro_batch_objective(
         response_tokens,
     };
     let terms = policy_loss(logprobs, &inputs, &config.loss_config())?;
-    let mini_tokens = mini.shaping.response_tokens();
+    let mini_tokens = mini.mini_batch_tokens;
     let token_share = if mini_tokens > 0.0 {
         response_tokens / mini_tokens
     } else {
@@ -426,6 +444,7 @@ mod tests {
             advantages: &batch.advantages,
             ref_logprobs: (config.kl_coef > 0.0).then_some(&batch.reference),
             shaping: &shaping,
+            mini_batch_tokens: shaping.response_tokens(),
         };
         let mut loss = 0.0;
         let mut grad = Vec::new();

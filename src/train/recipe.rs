@@ -132,8 +132,19 @@ pub struct BatchSection {
     pub prompts_per_step: usize,
     /// Prompts per optimiser step (mini-batch); each has G responses.
     pub mini_batch_prompts: usize,
-    /// Responses per forward/backward pass (micro-batch); TAS takes `mu` over it.
+    /// Responses per forward/backward pass on one worker (micro-batch); TAS takes `mu` over
+    /// it (the reference's `micro_batch_size_per_device_for_update`, 16 in the 7B script).
     pub micro_batch_responses: usize,
+    /// Data-parallel workers the rows are laid out over (8 in the published runs). One process
+    /// plays them all; the number matters because TAS takes its range per worker mini-batch.
+    pub world_size: usize,
+    /// Length-balance the rows across workers before the update, as the reference always does.
+    #[serde(default = "default_true")]
+    pub balance: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Image resizing bounds of the processor (pixels).
@@ -354,12 +365,23 @@ impl TrainRecipe {
             );
         }
         let mini_responses = b.mini_batch_prompts * r.responses_per_prompt;
-        if mini_responses % b.micro_batch_responses != 0 {
+        if b.world_size == 0 || mini_responses % b.world_size != 0 {
+            return fail(
+                "batch.world_size",
+                format!(
+                    "{} does not divide the mini-batch's {mini_responses} responses",
+                    b.world_size
+                ),
+            );
+        }
+        let per_worker = mini_responses / b.world_size;
+        if per_worker % b.micro_batch_responses != 0 {
             return fail(
                 "batch.micro_batch_responses",
                 format!(
-                    "{} does not divide the mini-batch's {mini_responses} responses",
-                    b.micro_batch_responses
+                    "{} does not divide a worker's {per_worker} responses of each mini-batch \
+                     ({mini_responses} over world_size {})",
+                    b.micro_batch_responses, b.world_size
                 ),
             );
         }
@@ -402,6 +424,7 @@ mod override_tests {
             &[
                 "batch.prompts_per_step=2".into(),
                 "batch.mini_batch_prompts=2".into(),
+                "batch.world_size=4".into(),
                 "filtering.enabled=false".into(),
             ],
         )
@@ -464,6 +487,7 @@ ppo_epochs = 1
 prompts_per_step = 4
 mini_batch_prompts = 2
 micro_batch_responses = 4
+world_size = 1
 [image]
 min_pixels = 3136
 max_pixels = 12544
@@ -521,6 +545,12 @@ temperature = 1.0
                 "mini_batch_prompts = 2",
                 "mini_batch_prompts = 3",
                 "batch.mini_batch_prompts",
+            ),
+            ("world_size = 1", "world_size = 3", "batch.world_size"),
+            (
+                "world_size = 1",
+                "world_size = 4",
+                "batch.micro_batch_responses",
             ),
             ("lr = 1e-6", "lr = 0.0", "optim.lr"),
             ("probability = 0.5", "probability = 2.0", "perturbation"),

@@ -9,14 +9,15 @@ use super::{TokenGrid, TrainError};
 use crate::model::{Checkpoint, ProcessedImage, ScoringRequest};
 use crate::seed::derive_seed_tagged;
 
-/// The requests scoring `rows[range]`, each with its image in `images`.
+/// The requests scoring `rows[i]` for each `i` of `indices`, each with its image in `images`.
 pub fn requests<'a>(
     examples: &'a [Example],
     rows: &'a [Response],
     images: &[Option<&'a ProcessedImage>],
-    range: std::ops::Range<usize>,
+    indices: impl IntoIterator<Item = usize>,
 ) -> Vec<ScoringRequest<'a>> {
-    range
+    indices
+        .into_iter()
         .map(|i| ScoringRequest {
             prompt_ids: &examples[rows[i].example].prompt_ids,
             response_ids: &rows[i].tokens,

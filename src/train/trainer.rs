@@ -87,6 +87,16 @@ pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, Train
     ckpt.image_processor.min_pixels = recipe.image.min_pixels;
     ckpt.image_processor.max_pixels = recipe.image.max_pixels;
     let data = run_data(cfg, registry, &ckpt)?;
+    // The KL term's frozen reference is the init checkpoint (also on resume, where `ckpt` is
+    // the last saved one), loaded once with the same processor bounds.
+    let reference = if recipe.objective.kl_coef > 0.0 {
+        let mut r = Checkpoint::load(&cfg.init)?;
+        r.image_processor.min_pixels = recipe.image.min_pixels;
+        r.image_processor.max_pixels = recipe.image.max_pixels;
+        Some(r)
+    } else {
+        None
+    };
     plan(cfg, registry, &data)?.check_or_store(&cfg.out, state.is_some())?;
     let params = checkpoint::named_vars(&ckpt)?;
     let mut optimizer = AdamW::new(
@@ -115,7 +125,7 @@ pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, Train
         let started = Instant::now();
         let mut m = run_step(
             cfg,
-            &ckpt,
+            (&ckpt, reference.as_ref()),
             &params,
             &mut optimizer,
             &data.train,
@@ -234,7 +244,7 @@ fn plan(cfg: &RunConfig, registry: &Registry, data: &RunData) -> Result<TrainPla
 /// validation and the total time are filled in by the loop).
 fn run_step(
     cfg: &RunConfig,
-    ckpt: &Checkpoint,
+    (ckpt, reference): (&Checkpoint, Option<&Checkpoint>),
     params: &BTreeMap<String, Var>,
     optimizer: &mut AdamW,
     examples: &[Example],
@@ -278,6 +288,16 @@ fn run_step(
         None
     };
 
+    let reference = match reference {
+        Some(r) => {
+            let t = Instant::now();
+            let grid = scoring::score_rows(r, examples, rows, &images, temperature, micro, width)?;
+            times.reference_logprobs = t.elapsed().as_secs_f64();
+            Some(grid)
+        }
+        None => None,
+    };
+
     let t = Instant::now();
     let lr = schedule::warmup_lr(recipe.optim.lr, recipe.optim.warmup_steps, step);
     let inputs = UpdateInputs {
@@ -286,6 +306,7 @@ fn run_step(
         images: &images,
         old: &old,
         perturbed: perturbed.as_ref(),
+        reference: reference.as_ref(),
         width,
     };
     let stats = update::update(ckpt, params, optimizer, recipe, &inputs, lr)?;

@@ -1,13 +1,15 @@
-//! The update: GRPO advantages, then for each PPO epoch and mini-batch the objective (TAS and
-//! TGF when the recipe says so) over micro-batches, gradients accumulated with each
-//! micro-batch's token share, clipped by the global norm, and one AdamW step per mini-batch.
+//! The update: GRPO advantages, the rows laid out over workers, mini- and micro-batches as
+//! the reference lays them out ([`layout`](super::layout)), then for each PPO epoch and
+//! mini-batch the objective (TAS and TGF when the recipe says so) over every worker's
+//! micro-batches, gradients accumulated with each micro-batch's share of the mini-batch's
+//! tokens, clipped by the global norm, and one AdamW step per mini-batch.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use candle_core::{DType, Tensor, Var};
 
 use super::advantages::grpo_advantages;
+use super::layout::{layout_stats, LayoutSpec, LayoutStats, RowLayout};
 use super::objective::{micro_batch_objective, MicroBatchObjective, MiniBatch, MiniBatchShaping};
 use super::optim::{AdamW, GradAccumulator};
 use super::perception::PerceptionStats;
@@ -25,6 +27,8 @@ pub struct UpdateInputs<'a> {
     pub old: &'a TokenGrid,
     /// The same on the perturbed image (VPPO's TAS and TGF), when the objective needs it.
     pub perturbed: Option<&'a TokenGrid>,
+    /// The frozen reference model's log-probs, when the recipe weights a KL term.
+    pub reference: Option<&'a TokenGrid>,
     /// Tokens per row of the grids (the longest response).
     pub width: usize,
 }
@@ -34,10 +38,16 @@ pub struct UpdateInputs<'a> {
 pub struct UpdateStats {
     pub pg_loss: f64,
     pub entropy: f64,
+    /// Token-share weighted KL term (`None` without a reference model).
+    pub kl: Option<f64>,
     pub clip_higher: f64,
     pub clip_lower: f64,
-    /// TAS scale of every row in every mini-batch.
+    /// TAS scale of every row (the step's row order), as the objective applied it.
     pub scales: Vec<f64>,
+    /// Where each row went.
+    pub layout: Option<RowLayout>,
+    /// How the layout mixed prompts and how TAS weighted them.
+    pub layout_stats: Option<LayoutStats>,
     /// Global gradient norm of each optimizer step (NaN: that step was skipped).
     pub grad_norms: Vec<f64>,
     pub perception: Vec<PerceptionStats>,
@@ -53,9 +63,11 @@ impl UpdateStats {
         let w = obj.token_share;
         self.pg_loss += w * scalar(&obj.terms.pg_loss)?;
         self.entropy += w * scalar(&obj.terms.entropy_term)?;
+        if let Some(kl) = &obj.terms.kl_term {
+            *self.kl.get_or_insert(0.0) += w * scalar(kl)?;
+        }
         self.clip_higher += w * obj.terms.clip_fraction_higher;
         self.clip_lower += w * obj.terms.clip_fraction_lower;
-        self.scales.extend(&obj.advantage_scale);
         Ok(())
     }
 
@@ -82,6 +94,24 @@ pub fn response_mask(rows: &[Response], width: usize) -> TokenGrid {
     mask
 }
 
+/// The layout of a recipe's update.
+pub fn layout_spec(recipe: &TrainRecipe) -> LayoutSpec {
+    LayoutSpec {
+        world_size: recipe.batch.world_size,
+        mini_batch_rows: recipe.mini_batch_responses(),
+        micro_batch_rows: recipe.batch.micro_batch_responses,
+        balance: recipe.batch.balance,
+    }
+}
+
+/// What length balancing counts for each row: prompt tokens (image tokens included, since the
+/// prompt ids carry the expanded `<|image_pad|>` run) plus response tokens.
+pub fn sequence_lengths(examples: &[Example], rows: &[Response]) -> Vec<u64> {
+    rows.iter()
+        .map(|r| (examples[r.example].prompt_ids.len() + r.tokens.len()) as u64)
+        .collect()
+}
+
 /// The whole update of a step at learning rate `lr`.
 pub fn update(
     ckpt: &Checkpoint,
@@ -95,12 +125,16 @@ pub fn update(
     let groups: Vec<usize> = inputs.rows.iter().map(|r| r.example).collect();
     let advantages = grpo_advantages(&rewards, &groups)?;
     let mask = response_mask(inputs.rows, inputs.width);
-    let mini_rows = recipe.batch.mini_batch_prompts * recipe.rollout.responses_per_prompt;
-    let mut stats = UpdateStats::default();
-    for _ in 0..recipe.optim.ppo_epochs {
-        let mut start = 0;
-        while start < inputs.rows.len() {
-            let end = (start + mini_rows.max(1)).min(inputs.rows.len());
+    let layout = RowLayout::new(
+        &layout_spec(recipe),
+        &sequence_lengths(inputs.examples, inputs.rows),
+    )?;
+    let mut stats = UpdateStats {
+        scales: vec![1.0; inputs.rows.len()],
+        ..UpdateStats::default()
+    };
+    for epoch in 0..recipe.optim.ppo_epochs {
+        for k in 0..layout.mini_batches() {
             let norm = mini_batch_step(
                 ckpt,
                 params,
@@ -108,19 +142,22 @@ pub fn update(
                 recipe,
                 inputs,
                 (&mask, &advantages),
-                start..end,
+                (&layout, k, epoch == 0),
                 lr,
                 &mut stats,
             )?;
             stats.grad_norms.push(norm);
-            start = end;
         }
     }
+    stats.layout_stats = Some(layout_stats(&layout, &groups, &stats.scales));
+    stats.layout = Some(layout);
     Ok(stats)
 }
 
-/// One mini-batch: its shaping (TAS scales, TGF mask), the micro-batches' losses backward,
-/// clipping and one optimizer step (skipped when the norm is not finite). Returns the norm.
+/// One mini-batch (`k` of `layout`): for each worker's part, its shaping (TAS range, TGF mask)
+/// and its micro-batches' losses backward; then clipping and one optimizer step (skipped when
+/// the norm is not finite). Returns the norm. `record` keeps the applied TAS scales (the first
+/// PPO epoch's; later epochs apply the same).
 #[allow(clippy::too_many_arguments)]
 fn mini_batch_step(
     ckpt: &Checkpoint,
@@ -129,49 +166,59 @@ fn mini_batch_step(
     recipe: &TrainRecipe,
     inputs: &UpdateInputs,
     (mask, advantages): (&TokenGrid, &[f64]),
-    range: Range<usize>,
+    (layout, k, record): (&RowLayout, usize, bool),
     lr: f64,
     stats: &mut UpdateStats,
 ) -> Result<f64, TrainError> {
     let objective = &recipe.objective;
-    let micro = recipe.batch.micro_batch_responses.max(1);
-    let mini_mask = mask.slice_rows(range.clone())?;
-    let mini_old = inputs.old.slice_rows(range.clone())?;
-    let mini_aug = match inputs.perturbed {
-        Some(a) => Some(a.slice_rows(range.clone())?),
-        None => None,
-    };
-    let shaping = MiniBatchShaping::new(objective, &mini_mask, &mini_old, mini_aug.as_ref())?;
-    if let Some(p) = shaping.perception_stats(&mini_mask) {
-        stats.perception.push(p);
-    }
-    let mini = MiniBatch {
-        response_mask: &mini_mask,
-        old_logprobs: &mini_old,
-        advantages: &advantages[range.clone()],
-        ref_logprobs: None,
-        shaping: &shaping,
-    };
     let temperature = recipe.rollout.temperature;
+    let lengths = mask.row_sums();
+    let mini_batch_tokens: f64 = layout
+        .parts_of(k)
+        .flat_map(|p| p.rows())
+        .map(|i| lengths[i])
+        .sum();
     let mut grads = GradAccumulator::default();
-    let mut m0 = 0;
-    while m0 < range.len() {
-        let m1 = (m0 + micro).min(range.len());
-        let batch = scoring::requests(
-            inputs.examples,
-            inputs.rows,
-            inputs.images,
-            range.start + m0..range.start + m1,
-        );
-        let lp = ckpt.model.log_probs(&batch, temperature)?.values;
-        let have = lp.dim(1).map_err(TrainError::tensor("log-probs"))?;
-        let lp = lp
-            .pad_with_zeros(1, 0, inputs.width - have)
-            .map_err(TrainError::tensor("log-probs"))?;
-        let obj = micro_batch_objective(objective, &mini, m0..m1, &lp)?;
-        stats.add(&obj)?;
-        grads.backward(&obj.weighted_loss, params)?;
-        m0 = m1;
+    for part in layout.parts_of(k) {
+        let rows = part.rows();
+        let part_mask = mask.select_rows(&rows)?;
+        let part_old = inputs.old.select_rows(&rows)?;
+        let part_aug = inputs.perturbed.map(|a| a.select_rows(&rows)).transpose()?;
+        let part_ref = inputs.reference.map(|r| r.select_rows(&rows)).transpose()?;
+        let part_advantages: Vec<f64> = rows.iter().map(|&i| advantages[i]).collect();
+        let shaping = MiniBatchShaping::new(objective, &part_mask, &part_old, part_aug.as_ref())?;
+        if let Some(p) = shaping.perception_stats(&part_mask) {
+            stats.perception.push(p);
+        }
+        let mini = MiniBatch {
+            response_mask: &part_mask,
+            old_logprobs: &part_old,
+            advantages: &part_advantages,
+            ref_logprobs: part_ref.as_ref(),
+            shaping: &shaping,
+            mini_batch_tokens,
+        };
+        for range in part.micro_ranges() {
+            let batch = scoring::requests(
+                inputs.examples,
+                inputs.rows,
+                inputs.images,
+                rows[range.clone()].iter().copied(),
+            );
+            let lp = ckpt.model.log_probs(&batch, temperature)?.values;
+            let have = lp.dim(1).map_err(TrainError::tensor("log-probs"))?;
+            let lp = lp
+                .pad_with_zeros(1, 0, inputs.width - have)
+                .map_err(TrainError::tensor("log-probs"))?;
+            let obj = micro_batch_objective(objective, &mini, range.clone(), &lp)?;
+            if record {
+                for (&row, &s) in rows[range].iter().zip(&obj.advantage_scale) {
+                    stats.scales[row] = s;
+                }
+            }
+            stats.add(&obj)?;
+            grads.backward(&obj.weighted_loss, params)?;
+        }
     }
     let norm = grads.norm()?;
     if norm.is_finite() {

@@ -132,6 +132,13 @@ pub fn export(recipe: &TrainRecipe) -> VerlExport {
             recipe.perturbation
         ));
     }
+    if !recipe.batch.balance {
+        notes.push(
+            "the reference always length-balances rows across GPUs (ray_trainer.py \
+             `_balance_batch`); this recipe turns balancing off, which it cannot express"
+                .to_string(),
+        );
+    }
     // In the reference, TAS is computed inside the perception branch, which always applies
     // the top-p token mask: "TAS only" is perception on with a top-p of 1.0 (all tokens kept).
     let top_p_perception = if o.tgf { o.rho } else { 1.0 };
@@ -366,8 +373,8 @@ pub fn export(recipe: &TrainRecipe) -> VerlExport {
                 ("experiment_name", s(&recipe.name), None),
                 (
                     "n_gpus_per_node",
-                    i(8),
-                    Some("overridden by launch.sh's N_GPUS"),
+                    i(recipe.batch.world_size),
+                    Some("the recipe's world_size; TAS ranges are per GPU, so N_GPUS changes them"),
                 ),
                 ("nnodes", i(1), None),
                 (
@@ -396,7 +403,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 MODEL_PATH="${{MODEL_PATH:-{model}}}"
-N_GPUS="${{N_GPUS:-8}}"
+N_GPUS="${{N_GPUS:-{world_size}}}"
 TRAIN_FILES="${{TRAIN_FILES:-{train}}}"
 VAL_FILES="${{VAL_FILES:-{val}}}"
 
@@ -410,6 +417,7 @@ python3 -m verl.trainer.main \
     "$@"
 "#,
         name = recipe.name,
+        world_size = recipe.batch.world_size,
         algorithm = recipe.algorithm.name(),
         model = BASE_MODEL,
         train = TRAIN_FILES,
