@@ -11,9 +11,11 @@
 //! moments and the data cursor saved in each checkpoint, `--resume` therefore continues exactly
 //! where an uninterrupted run would be — same weights and same metrics, timings aside.
 //!
-//! What is not the reference's: a sampling round draws only as many new prompts as the batch
-//! still lacks (the reference draws a full rollout batch per round); mini-batches take the kept
-//! groups in order.
+//! What is not yet the reference's: a sampling round draws only as many new prompts as the
+//! batch still lacks (the reference draws a full rollout batch per round and truncates). The
+//! update lays rows out as the reference does ([`layout`](super::layout)): length-balanced over
+//! the recipe's workers, mini-batches split without shuffling (VPPO-RL's `dp_actor` splits, it
+//! does not shuffle).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
