@@ -61,6 +61,10 @@ fn data(dir: &Path) {
 }
 
 fn train(data: &Path, out: &Path, steps: usize, resume: bool) {
+    train_with(data, out, steps, resume, &[]);
+}
+
+fn train_with(data: &Path, out: &Path, steps: usize, resume: bool, extra: &[&str]) {
     let mut cmd = spotlight();
     cmd.args([
         "train",
@@ -77,6 +81,7 @@ fn train(data: &Path, out: &Path, steps: usize, resume: bool) {
     .args(["--val-items", "2", "--save-every", "2", "--seed", "5"])
     .args(["--steps", &steps.to_string()])
     .args(SMALL)
+    .args(extra)
     .arg("--out")
     .arg(out);
     if resume {
@@ -210,4 +215,35 @@ fn an_interrupted_run_resumes_to_the_same_weights_and_metrics() {
             "optimizer {name} differs after resume"
         );
     }
+}
+
+/// `kl_coef > 0` is not accepted and ignored: the init checkpoint is scored as a frozen
+/// reference and the step reports the KL term (finite, >= 0), and the layout metrics show the
+/// rows of 2 prompts balanced over 2 workers.
+#[test]
+fn a_kl_coefficient_scores_a_frozen_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    data(dir.path());
+    let run = dir.path().join("kl");
+    let extra = [
+        "--set",
+        "objective.kl_coef=0.1",
+        "--set",
+        "validation.every_steps=0",
+    ];
+    train_with(dir.path(), &run, 1, false, &extra);
+    let m = metrics(&run);
+    let kl = m[0]["kl"].as_f64().expect("a kl metric");
+    assert!(kl.is_finite() && kl >= 0.0, "kl {kl}");
+    let mixed = m[0]["prompts_per_micro_batch"].as_f64().unwrap();
+    assert!((1.0..=2.0).contains(&mixed), "{mixed}");
+    let plain = dir.path().join("plain");
+    train_with(
+        dir.path(),
+        &plain,
+        1,
+        false,
+        &["--set", "validation.every_steps=0"],
+    );
+    assert!(metrics(&plain)[0]["kl"].is_null());
 }
