@@ -46,8 +46,13 @@ impl Rewarder {
         }
     }
 
-    /// `(reward, accuracy)` of `text` as the answer to `ex`.
+    /// `(reward, accuracy)` of `text` as the answer to `ex`. Like the reference's reward
+    /// function, both graders see the response with whitespace around `<`, `>` and `/`
+    /// removed (`re.sub(r"\s*(<|>|/)\s*", r"\1", response)`), so `</ think>` counts as
+    /// `</think>` for the format reward.
     pub fn score(&self, text: &str, ex: &Example) -> (f64, f64) {
+        let stripped = crate::verify::mathruler::strip_space_around_relations(text);
+        let text = stripped.as_str();
         let options = ex.options();
         let hit = |g: &dyn Grader| {
             if g.grade(text, &ex.answer, options).correct {
@@ -250,15 +255,18 @@ pub fn avg_at_k(
     Ok(100.0 * correct / (examples.len() * k).max(1) as f64)
 }
 
-/// Validation's sampling settings: `temperature`, top-p 1, no top-k, the ckpt's stop tokens.
+/// Validation's sampling settings: `temperature`, `top_p`, no top-k, the ckpt's stop tokens.
+/// (The reference's in-training validation keeps the rollout's top-p 0.99: its
+/// `val_override_config` sets only `n` and `temperature`.)
 pub fn validation_params(
     ckpt: &Checkpoint,
     temperature: f64,
+    top_p: f64,
     max_new_tokens: usize,
 ) -> SamplingParams {
     SamplingParams {
         temperature,
-        top_p: 1.0,
+        top_p,
         top_k: 0,
         max_new_tokens,
         stop_token_ids: ckpt.stop_token_ids(),
@@ -306,7 +314,7 @@ mod tests {
         let (ckpt, examples) = fixture();
         let grader: Arc<dyn Grader> = Arc::new(HasOne);
         let rewarder = Rewarder::accuracy_only(grader.clone());
-        let params = validation_params(&ckpt, 1.0, 6);
+        let params = validation_params(&ckpt, 1.0, 1.0, 6);
         let all: Vec<usize> = (0..examples.len()).collect();
         // validation, chunked by 8, equals one call of the sampling function on every item
         let groups = sample_groups(
@@ -362,5 +370,21 @@ mod tests {
         )
         .unwrap();
         assert_ne!(batch.rows, other.into_iter().flatten().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_format_reward_grades_the_stripped_response() {
+        let (_, examples) = fixture();
+        let format = crate::verify::resolve(None, "format").unwrap().rules;
+        let rewarder = Rewarder {
+            accuracy: Arc::new(HasOne),
+            format: Some((Arc::new(format), 0.1)),
+        };
+        let text = "<think> look </ think > so \\boxed{1}";
+        let (reward, accuracy) = rewarder.score(text, &examples[0]);
+        assert_eq!(accuracy, 1.0);
+        assert!((reward - 1.0).abs() < 1e-12, "reward {reward}");
+        let (reward, _) = rewarder.score("<think> look </ thought> \\boxed{1}", &examples[0]);
+        assert!((reward - 0.9).abs() < 1e-12, "reward {reward}");
     }
 }

@@ -298,7 +298,7 @@ fn evaluate(
         return Ok(None);
     }
     let e = &cfg.recipe.evaluation;
-    let params = rollout::validation_params(ckpt, e.temperature, e.max_new_tokens);
+    let params = rollout::validation_params(ckpt, e.temperature, 1.0, e.max_new_tokens);
     rollout::avg_at_k(
         ckpt,
         held_out,

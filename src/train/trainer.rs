@@ -325,12 +325,25 @@ fn run_step(
     ))
 }
 
+/// In-training validation samples at the validation temperature with the rollout's top-p
+/// (0.99 in the published recipes), as the reference's `val_override_config` leaves it.
+pub fn validation_sampling(
+    recipe: &TrainRecipe,
+    ckpt: &Checkpoint,
+) -> crate::model::SamplingParams {
+    rollout::validation_params(
+        ckpt,
+        recipe.validation.temperature,
+        recipe.rollout.top_p,
+        recipe.rollout.max_response_tokens,
+    )
+}
+
 /// Validation avg@k (%): each held-out item sampled `samples_per_item` times with the same
 /// seeds at every validation, so points on the curve differ only by the weights.
 fn validate(cfg: &RunConfig, ckpt: &Checkpoint, examples: &[Example]) -> Result<f64, TrainError> {
     let v = &cfg.recipe.validation;
-    let params =
-        rollout::validation_params(ckpt, v.temperature, cfg.recipe.rollout.max_response_tokens);
+    let params = validation_sampling(&cfg.recipe, ckpt);
     rollout::avg_at_k(
         ckpt,
         examples,
@@ -339,4 +352,20 @@ fn validate(cfg: &RunConfig, ckpt: &Checkpoint, examples: &[Example]) -> Result<
         &params,
         cfg.seed,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_samples_with_the_rollouts_top_p() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let ckpt = Checkpoint::load(&root.join("tests/fixtures/qwen25vl/tiny")).unwrap();
+        let recipe = TrainRecipe::load(&root.join("recipes/vppo.toml")).unwrap();
+        let params = validation_sampling(&recipe, &ckpt);
+        assert_eq!(params.top_p, 0.99);
+        assert_eq!(params.temperature, recipe.validation.temperature);
+        assert_eq!(params.top_k, 0);
+    }
 }
