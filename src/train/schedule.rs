@@ -15,6 +15,25 @@ pub fn total_steps(items: usize, per_step: usize, epochs: usize, steps: Option<u
     steps.unwrap_or(items.div_ceil(per_step.max(1)) * epochs)
 }
 
+/// Steps of an RL run: the reference's dataloader drops the last partial rollout batch
+/// (`drop_last`), so an epoch is `floor(items / per_step)` steps and the run
+/// `floor(items / per_step) * epochs`; `steps` (`--steps`) overrides it. `None` when the data
+/// fill no rollout batch at all and no `--steps` was given.
+pub fn rl_total_steps(
+    items: usize,
+    per_step: usize,
+    epochs: usize,
+    steps: Option<usize>,
+) -> Option<usize> {
+    match steps {
+        Some(s) => Some(s),
+        None => {
+            let per_epoch = items / per_step.max(1);
+            (per_epoch > 0).then_some(per_epoch * epochs)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -27,5 +46,13 @@ mod tests {
         assert_eq!(warmup_lr(1.0, 0, 1), 1.0);
         assert_eq!(total_steps(10, 4, 2, None), 6);
         assert_eq!(total_steps(10, 4, 2, Some(3)), 3);
+    }
+
+    #[test]
+    fn rl_steps_drop_the_last_partial_rollout_batch_like_the_reference() {
+        assert_eq!(rl_total_steps(10, 4, 2, None), Some(4));
+        assert_eq!(rl_total_steps(12, 4, 2, None), Some(6));
+        assert_eq!(rl_total_steps(3, 4, 2, None), None);
+        assert_eq!(rl_total_steps(3, 4, 2, Some(5)), Some(5));
     }
 }

@@ -114,12 +114,21 @@ pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, Train
         None => (0, DataCursor::default(), 0),
     };
     let mut log = MetricsLog::open(&cfg.out.join(METRICS_FILE), step)?;
-    let total = schedule::total_steps(
+    let total = schedule::rl_total_steps(
         data.train.len(),
         recipe.batch.prompts_per_step,
         recipe.optim.epochs,
         cfg.steps,
-    );
+    )
+    .ok_or_else(|| {
+        TrainError::Usage(format!(
+            "{} training items fill no rollout batch of batch.prompts_per_step = {} (the \
+             reference drops the last partial batch); use more data, fewer prompts per step, \
+             or --steps",
+            data.train.len(),
+            recipe.batch.prompts_per_step
+        ))
+    })?;
     let bar = progress_bar(cfg.progress, total as u64, step as u64);
     let (mut checkpoints, mut last) = (Vec::new(), None);
     while step < total {
