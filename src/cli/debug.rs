@@ -92,8 +92,22 @@ pub fn run(cmd: DebugCommand) -> anyhow::Result<Outcome> {
     }
 }
 
-fn tas_layout(input: &std::path::Path, check: bool) -> anyhow::Result<Outcome> {
-    use spotlight::train::layout::TasLayoutCase;
+/// Reads JSONL cases from `input` (`what` names the format in errors), prints the result of
+/// `evaluate` for each as one JSON line and, with `check`, lets `agrees` compare it with the
+/// case's expectation and report on stderr (`None`: the case has none). Exit 1 when any case
+/// disagrees or has nothing to check.
+fn run_cases<C, R>(
+    input: &std::path::Path,
+    what: &str,
+    check: bool,
+    id: impl Fn(&C) -> String,
+    evaluate: impl Fn(&C) -> anyhow::Result<R>,
+    agrees: impl Fn(&C, &R) -> Option<bool>,
+) -> anyhow::Result<Outcome>
+where
+    C: serde::de::DeserializeOwned,
+    R: serde::Serialize,
+{
     let file =
         std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
     let stdout = std::io::stdout();
@@ -106,20 +120,39 @@ fn tas_layout(input: &std::path::Path, check: bool) -> anyhow::Result<Outcome> {
         if line.trim().is_empty() {
             continue;
         }
-        let case: TasLayoutCase = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{line_no}: not a tas-layout case", input.display()))?;
-        let result = case
-            .inputs
-            .evaluate(&case.id)
-            .with_context(|| format!("{}:{line_no} (id {})", input.display(), case.id))?;
+        let case: C = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{line_no}: not a {what}", input.display()))?;
+        let result = evaluate(&case)
+            .with_context(|| format!("{}:{line_no} (id {})", input.display(), id(&case)))?;
         serde_json::to_writer(&mut out, &result)?;
         writeln!(out)?;
         if check {
-            let Some(expected) = &case.expected else {
-                eprintln!("{}: no `expected` to check", case.id);
-                all_agree = false;
-                continue;
-            };
+            match agrees(&case, &result) {
+                Some(ok) => all_agree &= ok,
+                None => {
+                    eprintln!("{}: no `expected` to check", id(&case));
+                    all_agree = false;
+                }
+            }
+        }
+    }
+    Ok(if all_agree {
+        Outcome::Ok
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+fn tas_layout(input: &std::path::Path, check: bool) -> anyhow::Result<Outcome> {
+    use spotlight::train::layout::{TasLayoutCase, TasLayoutResult};
+    run_cases(
+        input,
+        "tas-layout case",
+        check,
+        |case: &TasLayoutCase| case.id.to_string(),
+        |case| Ok(case.inputs.evaluate(&case.id)?),
+        |case, result: &TasLayoutResult| {
+            let expected = case.expected.as_ref()?;
             let placed = result.device == expected.device
                 && result.mini_batch == expected.mini_batch
                 && result.micro_batch == expected.micro_batch;
@@ -133,7 +166,6 @@ fn tas_layout(input: &std::path::Path, check: bool) -> anyhow::Result<Outcome> {
                         .fold(0.0f64, f64::max)
                 });
             let ok = placed && scale_error.is_some_and(|e| e <= CHECK_TOLERANCE);
-            all_agree &= ok;
             eprintln!(
                 "{} placement {} max rel scale error {}{}",
                 case.id,
@@ -141,43 +173,24 @@ fn tas_layout(input: &std::path::Path, check: bool) -> anyhow::Result<Outcome> {
                 scale_error.map_or("(length differs)".to_string(), |e| format!("{e:.3e}")),
                 if ok { "" } else { "  MISMATCH" }
             );
-        }
-    }
-    Ok(if all_agree {
-        Outcome::Ok
-    } else {
-        Outcome::CheckFailed
-    })
+            Some(ok)
+        },
+    )
 }
 
 fn vppo_objective(input: &std::path::Path, check: bool) -> anyhow::Result<Outcome> {
-    let file =
-        std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut all_agree = true;
-    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line_no = index + 1;
-        let line =
-            line.with_context(|| format!("{}: cannot read line {line_no}", input.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let case: ObjectiveCase = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{line_no}: not a worked example", input.display()))?;
-        let result = evaluate_case(&case, DType::F64)
-            .with_context(|| format!("{}:{line_no} (id {})", input.display(), case.id))?;
-        serde_json::to_writer(&mut out, &result)?;
-        writeln!(out)?;
-        if check {
-            let Some(expected) = &case.expected else {
-                eprintln!("{}: no `expected` to check", case.id);
-                all_agree = false;
-                continue;
-            };
-            for agreement in compare_with_expected(&result, expected) {
+    run_cases(
+        input,
+        "worked example",
+        check,
+        |case: &ObjectiveCase| case.id.to_string(),
+        |case| Ok(evaluate_case(case, DType::F64)?),
+        |case, result| {
+            let expected = case.expected.as_ref()?;
+            let mut all = true;
+            for agreement in compare_with_expected(result, expected) {
                 let ok = agreement.max_error.is_some_and(|e| e <= CHECK_TOLERANCE);
-                all_agree &= ok;
+                all &= ok;
                 let error = agreement
                     .max_error
                     .map_or("missing or reshaped".to_string(), |e| format!("{e:.3e}"));
@@ -188,13 +201,9 @@ fn vppo_objective(input: &std::path::Path, check: bool) -> anyhow::Result<Outcom
                     if ok { "" } else { "  MISMATCH" }
                 );
             }
-        }
-    }
-    Ok(if all_agree {
-        Outcome::Ok
-    } else {
-        Outcome::CheckFailed
-    })
+            Some(all)
+        },
+    )
 }
 
 fn bench_step(args: &BenchStepArgs) -> anyhow::Result<Outcome> {

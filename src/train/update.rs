@@ -125,6 +125,7 @@ pub fn update(
     let groups: Vec<usize> = inputs.rows.iter().map(|r| r.example).collect();
     let advantages = grpo_advantages(&rewards, &groups)?;
     let mask = response_mask(inputs.rows, inputs.width);
+    let lengths = mask.row_sums();
     let layout = RowLayout::new(
         &layout_spec(recipe),
         &sequence_lengths(inputs.examples, inputs.rows),
@@ -141,7 +142,7 @@ pub fn update(
                 optimizer,
                 recipe,
                 inputs,
-                (&mask, &advantages),
+                (&mask, &lengths, &advantages),
                 (&layout, k, epoch == 0),
                 lr,
                 &mut stats,
@@ -165,14 +166,13 @@ fn mini_batch_step(
     optimizer: &mut AdamW,
     recipe: &TrainRecipe,
     inputs: &UpdateInputs,
-    (mask, advantages): (&TokenGrid, &[f64]),
+    (mask, lengths, advantages): (&TokenGrid, &[f64], &[f64]),
     (layout, k, record): (&RowLayout, usize, bool),
     lr: f64,
     stats: &mut UpdateStats,
 ) -> Result<f64, TrainError> {
     let objective = &recipe.objective;
     let temperature = recipe.rollout.temperature;
-    let lengths = mask.row_sums();
     let mini_batch_tokens: f64 = layout
         .parts_of(k)
         .flat_map(|p| p.rows())
