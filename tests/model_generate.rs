@@ -186,6 +186,69 @@ fn sampled_log_probs_match_a_separate_scoring_pass() {
     assert!(worst < 1e-4, "sampling and scoring disagree by {worst}");
 }
 
+/// An untrained policy samples `<|image_pad|>` and `<|vision_start|>` now and then; generation
+/// feeds them back as ordinary text tokens, so scoring must too (the image features belong to the
+/// prompt's placeholders only, and a generated token takes the next position).
+#[test]
+fn generated_vision_tokens_are_scored_as_the_sampler_saw_them() {
+    let ckpt = Checkpoint::load(&fixture_dir("tiny")).unwrap();
+    let image_id = ckpt.config.image_token_id;
+    let start_id = ckpt.config.vision_start_token_id;
+    let owned = mixed_prompts(&ckpt);
+    let prompts = as_prompts(&owned);
+    let p = params(1.5, 1.0, 0, 48);
+    let reqs: Vec<SampleRequest> = (0..96u64)
+        .map(|i| SampleRequest {
+            prompt: (i as usize) % prompts.len(),
+            seed: 7 + i,
+        })
+        .filter(|r| prompts[r.prompt].images.len() <= 1)
+        .collect();
+    let samples = ckpt.model.generate(&prompts, &reqs, &p).unwrap();
+    let picked: Vec<usize> = (0..samples.len())
+        .filter(|&i| {
+            samples[i]
+                .token_ids
+                .iter()
+                .any(|&t| t == image_id || t == start_id)
+        })
+        .collect();
+    let with_images = picked
+        .iter()
+        .filter(|&&i| !prompts[reqs[i].prompt].images.is_empty())
+        .count();
+    assert!(
+        with_images >= 2,
+        "only {with_images} image-prompt samples hold a generated vision token; pick other seeds"
+    );
+    let scoring: Vec<ScoringRequest> = picked
+        .iter()
+        .map(|&i| ScoringRequest {
+            prompt_ids: prompts[reqs[i].prompt].prompt_ids,
+            response_ids: &samples[i].token_ids,
+            image: prompts[reqs[i].prompt].images.first().copied(),
+        })
+        .collect();
+    let scored = ckpt
+        .model
+        .log_probs(&scoring, 1.5)
+        .unwrap()
+        .to_vecs()
+        .unwrap();
+    let mut worst = 0f32;
+    for (&i, sc) in picked.iter().zip(&scored) {
+        assert_eq!(samples[i].logprobs.len(), sc.len());
+        for (a, b) in samples[i].logprobs.iter().zip(sc) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    println!(
+        "{} samples with generated vision tokens ({with_images} after an image): max |sampled - scored| = {worst:e}",
+        picked.len()
+    );
+    assert!(worst < 1e-4, "sampling and scoring disagree by {worst}");
+}
+
 #[test]
 fn sampling_stops_at_a_stop_token_and_keeps_it() {
     let ckpt = Checkpoint::load(&fixture_dir("tiny")).unwrap();

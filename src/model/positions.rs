@@ -30,6 +30,15 @@ impl MropePositions {
             .max()
             .map_or(0, |m| m + 1)
     }
+
+    /// Appends `n` text tokens after the sequence, each one position past the last (what
+    /// generation gives the tokens it samples).
+    pub fn extend_text(&mut self, n: usize) {
+        let start = self.next_position();
+        for c in self.components.iter_mut() {
+            c.extend((0..n as i64).map(|j| start + j));
+        }
+    }
 }
 
 /// Positions of one unpadded sequence whose images (in order of appearance) have `grids`.

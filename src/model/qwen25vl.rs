@@ -22,6 +22,27 @@ pub struct Sequence<'a> {
     pub images: Vec<&'a ProcessedImage>,
 }
 
+/// A sequence as the decoder sees it: the first `prompt_len` ids are the prompt, where
+/// `<|image_pad|>` runs stand for the images; the ids after it were generated. A generated
+/// `<|image_pad|>` (an untrained policy samples one now and then) is an ordinary token there,
+/// embedded as text at the next position, because that is how generation fed it to the
+/// model: scoring must see the context the sampler saw.
+struct DecoderRow<'a> {
+    ids: &'a [u32],
+    prompt_len: usize,
+    images: &'a [&'a ProcessedImage],
+}
+
+impl<'a> DecoderRow<'a> {
+    fn prompt_only(seq: &'a Sequence<'a>) -> Self {
+        DecoderRow {
+            ids: seq.ids,
+            prompt_len: seq.ids.len(),
+            images: &seq.images,
+        }
+    }
+}
+
 /// One response to score after its context.
 #[derive(Debug, Clone, Copy)]
 pub struct ScoringRequest<'a> {
@@ -140,7 +161,15 @@ impl Qwen25Vl {
 
     /// Final hidden states `(batch, longest, hidden)` of right-padded sequences, and their lengths.
     fn hidden_states(&self, seqs: &[Sequence]) -> Result<(Tensor, Vec<usize>), ModelError> {
-        let (embeds, rope, lengths) = self.decoder_inputs(seqs)?;
+        let rows: Vec<DecoderRow> = seqs.iter().map(DecoderRow::prompt_only).collect();
+        self.decoder_hidden_states(&rows)
+    }
+
+    fn decoder_hidden_states(
+        &self,
+        rows: &[DecoderRow],
+    ) -> Result<(Tensor, Vec<usize>), ModelError> {
+        let (embeds, rope, lengths) = self.decoder_inputs(rows)?;
         let out = self.text.forward_embeds(&embeds, &rope, &lengths)?;
         Ok((out, lengths))
     }
@@ -149,7 +178,7 @@ impl Qwen25Vl {
     pub(crate) fn prefill(&self, seq: &Sequence) -> Result<Prefill, ModelError> {
         let grids: Vec<GridThw> = seq.images.iter().map(|i| i.grid_thw).collect();
         let next_position = self.positions(seq.ids, &grids)?.next_position();
-        let (embeds, rope, lengths) = self.decoder_inputs(std::slice::from_ref(seq))?;
+        let (embeds, rope, lengths) = self.decoder_inputs(&[DecoderRow::prompt_only(seq)])?;
         let (hidden, kv) = self.text.forward_embeds_with_kv(&embeds, &rope, &lengths)?;
         let last = hidden.get(0)?.get(lengths[0] - 1)?;
         let kv = kv
@@ -167,7 +196,7 @@ impl Qwen25Vl {
     /// and their lengths.
     fn decoder_inputs(
         &self,
-        seqs: &[Sequence],
+        seqs: &[DecoderRow],
     ) -> Result<(Tensor, super::text::RotaryTables, Vec<usize>), ModelError> {
         if seqs.is_empty() {
             return Err(ModelError::Input("empty batch".to_string()));
@@ -186,14 +215,17 @@ impl Qwen25Vl {
         let mut all_images = Vec::new();
         for (row, s) in seqs.iter().enumerate() {
             let grids: Vec<GridThw> = s.images.iter().map(|i| i.grid_thw).collect();
-            let n_tokens = s.ids.iter().filter(|&&t| t == image_id).count();
+            let prompt = &s.ids[..s.prompt_len.min(s.ids.len())];
+            let n_tokens = prompt.iter().filter(|&&t| t == image_id).count();
             let expected: usize = grids.iter().map(|g| g.num_tokens(merge)).sum();
             if n_tokens != expected {
                 return Err(ModelError::Input(format!(
                     "sequence {row} has {n_tokens} image tokens, its images need {expected}"
                 )));
             }
-            positions.push(self.positions(s.ids, &grids)?);
+            let mut rows_positions = self.positions(prompt, &grids)?;
+            rows_positions.extend_text(s.ids.len() - prompt.len());
+            positions.push(rows_positions);
             padded.extend_from_slice(s.ids);
             padded.extend(std::iter::repeat_n(0u32, seq - s.ids.len()));
             all_images.extend(s.images.iter().copied());
@@ -212,8 +244,8 @@ impl Qwen25Vl {
                 .iter()
                 .enumerate()
                 .map(|(p, &t)| {
-                    let is_real = p % seq < lengths[p / seq];
-                    if t == image_id && is_real {
+                    let in_prompt = p % seq < seqs[p / seq].prompt_len.min(lengths[p / seq]);
+                    if t == image_id && in_prompt {
                         next += 1;
                         base + next - 1
                     } else {
@@ -262,15 +294,21 @@ impl Qwen25Vl {
             ids.extend_from_slice(r.response_ids);
             full.push(ids);
         }
-        let seqs: Vec<Sequence> = batch
+        let images: Vec<Vec<&ProcessedImage>> = batch
+            .iter()
+            .map(|r| r.image.into_iter().collect())
+            .collect();
+        let seqs: Vec<DecoderRow> = batch
             .iter()
             .zip(&full)
-            .map(|(r, ids)| Sequence {
+            .zip(&images)
+            .map(|((r, ids), images)| DecoderRow {
                 ids,
-                images: r.image.into_iter().collect(),
+                prompt_len: r.prompt_ids.len(),
+                images,
             })
             .collect();
-        let (hidden, _) = self.hidden_states(&seqs)?;
+        let (hidden, _) = self.decoder_hidden_states(&seqs)?;
         let (b, seq, h) = hidden.dims3()?;
         let lengths: Vec<usize> = batch.iter().map(|r| r.response_ids.len()).collect();
         let longest = lengths.iter().copied().max().unwrap_or(0);
