@@ -118,20 +118,23 @@ pub struct DataCursor {
 }
 
 impl DataCursor {
-    /// The next `n` example indices of `len` in the RL loop's seeded per-epoch order,
-    /// advancing the cursor (into the next epoch's order when this one runs out).
-    pub fn take(&mut self, len: usize, n: usize, seed: u64) -> Vec<usize> {
-        let mut out = Vec::with_capacity(n);
-        let mut order = epoch_order(len, self.epoch, seed);
-        while out.len() < n && len > 0 {
-            if self.position >= len {
-                self.epoch += 1;
-                self.position = 0;
-                order = epoch_order(len, self.epoch, seed);
-            }
-            out.push(order[self.position]);
-            self.position += 1;
+    /// The next batch of `n` example indices of `len` in the RL loop's seeded per-epoch order,
+    /// advancing the cursor. Like the reference's `drop_last=True` dataloader, a batch never
+    /// straddles epochs: when fewer than `n` examples are left in this epoch's order, they are
+    /// skipped and the batch starts the next epoch's order (so every batch holds distinct
+    /// examples). `n` is capped at `len`.
+    pub fn next_batch(&mut self, len: usize, n: usize, seed: u64) -> Vec<usize> {
+        let n = n.min(len);
+        if n == 0 {
+            return Vec::new();
         }
+        if self.position + n > len {
+            self.epoch += 1;
+            self.position = 0;
+        }
+        let order = epoch_order(len, self.epoch, seed);
+        let out = order[self.position..self.position + n].to_vec();
+        self.position += n;
         out
     }
 }
@@ -187,10 +190,27 @@ mod tests {
         assert_eq!(a, epoch_order(10, 0, 3));
         assert_ne!(a, epoch_order(10, 1, 3));
         let mut c = DataCursor::default();
-        let first = c.take(10, 7, 3);
-        let second = c.take(10, 7, 3);
-        assert_eq!(first, a[..7].to_vec());
-        assert_eq!(second[..3], a[7..]);
+        let (first, second) = (c.next_batch(10, 4, 3), c.next_batch(10, 4, 3));
+        assert_eq!(first, a[..4].to_vec());
+        assert_eq!(second, a[4..8].to_vec());
+        assert_eq!(
+            c,
+            DataCursor {
+                epoch: 0,
+                position: 8
+            }
+        );
+    }
+
+    /// The reference's dataloader has `drop_last=True`: the two examples left over after two
+    /// batches of 4 from 10 are skipped, and the third batch is the start of epoch 1's order.
+    #[test]
+    fn a_batch_never_straddles_epochs_as_with_drop_last() {
+        let mut c = DataCursor::default();
+        c.next_batch(10, 4, 3);
+        c.next_batch(10, 4, 3);
+        let third = c.next_batch(10, 4, 3);
+        assert_eq!(third, epoch_order(10, 1, 3)[..4].to_vec());
         assert_eq!(
             c,
             DataCursor {
@@ -198,6 +218,10 @@ mod tests {
                 position: 4
             }
         );
+        // a batch as large as the data is one whole epoch each time
+        let mut whole = DataCursor::default();
+        assert_eq!(whole.next_batch(10, 10, 3), epoch_order(10, 0, 3));
+        assert_eq!(whole.next_batch(10, 10, 3), epoch_order(10, 1, 3));
     }
 
     #[test]

@@ -20,6 +20,10 @@ use crate::seed::derive_seed_tagged;
 pub struct Response {
     /// Index of its example in the run's example list.
     pub example: usize,
+    /// Its group's position in the step's batch: the GRPO group. The reference gives every drawn
+    /// prompt its own uid, so an example drawn twice in one step (two sampling rounds across an
+    /// epoch boundary) makes two groups, not one group of `2G`.
+    pub group: usize,
     pub sample: u32,
     /// The sampled token ids (the stop token included when one was sampled).
     pub tokens: Vec<u32>,
@@ -138,6 +142,7 @@ pub fn sample_groups(
             let (reward, accuracy) = rewarder.score(&text, &examples[e]);
             group.push(Response {
                 example: e,
+                group: p,
                 sample: s as u32,
                 tokens: out.token_ids.clone(),
                 reward,
@@ -169,9 +174,11 @@ pub struct RolloutBatch {
     pub accuracy_all_sampled: f64,
 }
 
-/// The step's rollout: rounds of `prompts_per_step - kept` new prompts from the data order,
-/// `G` responses each, until online filtering has kept `prompts_per_step` groups (or the
-/// recipe's `max_sampling_rounds` is spent: an error).
+/// The step's rollout, as the reference's `_make_batch_data`: each round draws a whole batch of
+/// `prompts_per_step` new prompts from the data order (not only the missing ones), `G`
+/// responses each, and online filtering keeps some groups; rounds go on until
+/// `prompts_per_step` groups are kept (or the recipe's `max_sampling_rounds` is spent: an
+/// error), and the first `prompts_per_step` kept groups, in draw order, are the step's batch.
 pub fn rollout(
     ckpt: &Checkpoint,
     recipe: &TrainRecipe,
@@ -196,7 +203,7 @@ pub fn rollout(
             });
         }
         rounds += 1;
-        let chosen = cursor.take(examples.len(), wanted - kept.len(), seed);
+        let chosen = cursor.next_batch(examples.len(), wanted, seed);
         let stream = Stream::Rollout {
             step,
             round: rounds,
@@ -213,8 +220,13 @@ pub fn rollout(
         }
     }
     kept.truncate(wanted);
+    let rows = kept
+        .into_iter()
+        .enumerate()
+        .flat_map(|(g, group)| group.into_iter().map(move |r| Response { group: g, ..r }))
+        .collect();
     Ok(RolloutBatch {
-        rows: kept.into_iter().flatten().collect(),
+        rows,
         rounds,
         sampled_groups,
         accuracy_all_sampled: correct / sampled.max(1) as f64,
@@ -344,7 +356,7 @@ mod tests {
         recipe.rollout.max_response_tokens = 6;
         let mut cursor = DataCursor::default();
         let batch = rollout(&ckpt, &recipe, &examples, &mut cursor, 7, 4, &rewarder).unwrap();
-        let chosen = DataCursor::default().take(examples.len(), 3, 7);
+        let chosen = DataCursor::default().next_batch(examples.len(), 3, 7);
         let direct = sample_groups(
             &ckpt,
             &examples,
@@ -370,6 +382,104 @@ mod tests {
         )
         .unwrap();
         assert_ne!(batch.rows, other.into_iter().flatten().collect::<Vec<_>>());
+    }
+
+    /// Accepts responses of an even number of bytes: about half of a random model's.
+    struct EvenLength;
+    impl Grader for EvenLength {
+        fn grade(&self, response: &str, _: &str, _: Option<&[String]>) -> GradeOutcome {
+            let correct = response.len() % 2 == 0;
+            GradeOutcome {
+                extracted: None,
+                correct,
+                reward: f64::from(u8::from(correct)),
+                components: Vec::new(),
+            }
+        }
+    }
+
+    /// The reference's `_make_batch_data` draws a whole rollout batch every round (not only the
+    /// missing prompts), keeps the first `prompts_per_step` surviving groups in draw order, and
+    /// gives every drawn prompt its own uid: an example drawn again in a later round is a
+    /// second group.
+    #[test]
+    fn each_sampling_round_draws_a_whole_batch_and_each_draw_is_its_own_group() {
+        let (ckpt, examples) = fixture();
+        let n = examples.len();
+        let rewarder = Rewarder::accuracy_only(Arc::new(EvenLength));
+        let mut recipe = TrainRecipe::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/synth-vppo.toml"),
+        )
+        .unwrap();
+        recipe.batch.prompts_per_step = n;
+        recipe.rollout.responses_per_prompt = 2;
+        recipe.rollout.max_response_tokens = 6;
+        let mut cursor = DataCursor::default();
+        let batch = rollout(&ckpt, &recipe, &examples, &mut cursor, 7, 1, &rewarder).unwrap();
+        assert!(
+            batch.rounds >= 2,
+            "one round kept every group; pick another seed"
+        );
+        // every round took one whole epoch of the data (a batch of all n examples)
+        assert_eq!(
+            cursor,
+            DataCursor {
+                epoch: batch.rounds as u64 - 1,
+                position: n
+            }
+        );
+        assert_eq!(batch.sampled_groups, batch.rounds * n);
+
+        let mut replay = DataCursor::default();
+        let mut expected: Vec<Vec<Response>> = Vec::new();
+        for round in 1..=batch.rounds {
+            let chosen = replay.next_batch(n, n, 7);
+            let groups = sample_groups(
+                &ckpt,
+                &examples,
+                &chosen,
+                2,
+                &rollout_params(&recipe, &ckpt),
+                7,
+                Stream::Rollout { step: 1, round },
+                &rewarder,
+            )
+            .unwrap();
+            expected.extend(
+                groups
+                    .into_iter()
+                    .filter(|g| g[0].accuracy != g[1].accuracy),
+            );
+        }
+        expected.truncate(n);
+        let expected: Vec<Response> = expected
+            .into_iter()
+            .enumerate()
+            .flat_map(|(g, rows)| rows.into_iter().map(move |r| Response { group: g, ..r }))
+            .collect();
+        assert_eq!(batch.rows, expected);
+
+        let mut draws: Vec<(usize, usize)> =
+            batch.rows.iter().map(|r| (r.example, r.group)).collect();
+        draws.dedup();
+        let mut examples_kept: Vec<usize> = draws.iter().map(|d| d.0).collect();
+        examples_kept.sort_unstable();
+        examples_kept.dedup();
+        assert!(
+            examples_kept.len() < n,
+            "no example was kept from two rounds; pick another seed"
+        );
+        let advantages = crate::train::advantages::grpo_advantages(
+            &batch.rows.iter().map(|r| r.reward).collect::<Vec<_>>(),
+            &batch.rows.iter().map(|r| r.group).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        for pair in advantages.chunks(2) {
+            assert!(
+                (pair[0] + pair[1]).abs() < 1e-9,
+                "a group of two sums to zero: {pair:?}"
+            );
+        }
     }
 
     #[test]

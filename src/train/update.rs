@@ -122,7 +122,7 @@ pub fn update(
     lr: f64,
 ) -> Result<UpdateStats, TrainError> {
     let rewards: Vec<f64> = inputs.rows.iter().map(|r| r.reward).collect();
-    let groups: Vec<usize> = inputs.rows.iter().map(|r| r.example).collect();
+    let groups: Vec<usize> = inputs.rows.iter().map(|r| r.group).collect();
     let advantages = grpo_advantages(&rewards, &groups)?;
     let mask = response_mask(inputs.rows, inputs.width);
     let lengths = mask.row_sums();
