@@ -247,3 +247,74 @@ fn a_kl_coefficient_scores_a_frozen_reference() {
     );
     assert!(metrics(&plain)[0]["kl"].is_null());
 }
+
+/// `--dump-step` writes the rows of a step with the layout and the TAS scales the update
+/// applied; `debug tas-layout --check` recomputes both through the case runner and must agree,
+/// so the trainer's own path (not a copy of it) is what the golden cases check.
+#[test]
+fn a_dumped_step_is_reproduced_by_debug_tas_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    data(dir.path());
+    let run = dir.path().join("run");
+    let dump = dir.path().join("dump");
+    let extra = [
+        "--set",
+        "validation.every_steps=0",
+        "--set",
+        "batch.prompts_per_step=4",
+        "--set",
+        "batch.micro_batch_responses=2",
+        "--dump-step",
+        "2",
+        dump.to_str().unwrap(),
+    ];
+    train_with(dir.path(), &run, 2, false, &extra);
+    let file = dump.join("tas-layout-step-2.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    let case: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let scales: Vec<f64> = case["expected"]["advantage_scale"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(scales.len(), 16);
+    assert!(
+        scales.iter().any(|s| (s - 1.0).abs() > 1e-3),
+        "every scale is 1: the dump would check nothing"
+    );
+    let devices = case["expected"]["device"].as_array().unwrap();
+    assert!(devices.iter().any(|d| d == 1), "both workers hold rows");
+    let out = spotlight()
+        .args(["debug", "tas-layout", "--check", "--input"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "debug tas-layout --check disagrees with the trainer:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // a recipe without TAS has nothing to dump: a usage error, not a silent no-op
+    let grpo = spotlight()
+        .args([
+            "train",
+            "--recipe",
+            "recipes/synth-grpo.toml",
+            "--init",
+            MODEL,
+        ])
+        .arg("--data")
+        .arg(dir.path().join("train.parquet"))
+        .arg("--out")
+        .arg(dir.path().join("grpo"))
+        .arg("--dump-step")
+        .arg("1")
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert_eq!(grpo.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&grpo.stderr).contains("--dump-step"));
+}

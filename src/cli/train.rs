@@ -56,12 +56,26 @@ pub struct TrainArgs {
     /// Continue the run in `--out` from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Write step STEP's rows, their layout over workers and the TAS scales the update applied
+    /// to `DIR/tas-layout-step-STEP.jsonl`, a `debug tas-layout` case whose `expected` is the
+    /// trainer's: `spotlight debug tas-layout --input FILE --check` recomputes it.
+    #[arg(long, num_args = 2, value_names = ["STEP", "DIR"])]
+    pub dump_step: Option<Vec<String>>,
     /// Print the last step's metrics as JSON on stdout (and no progress bar).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<Outcome> {
+    let dump_step = match args.dump_step.as_deref() {
+        Some([step, dir]) => {
+            let step: usize = step
+                .parse()
+                .with_context(|| format!("--dump-step STEP DIR: {step:?} is not a step number"))?;
+            Some((step, PathBuf::from(dir)))
+        }
+        _ => None,
+    };
     let registry = Registry::discover()?;
     let recipe = TrainRecipe::load_with_overrides(&args.recipe, &args.overrides)?;
     let (grader, accuracy_rules) = super::eval::grader_for(&registry.root, &recipe.reward.rules)?;
@@ -93,6 +107,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Outcome> {
         save_every: args.save_every,
         resume: args.resume,
         progress: !args.json,
+        dump_step,
     };
     let outcome = trainer::train(&config, &registry)
         .with_context(|| format!("training into {}", args.out.display()))?;

@@ -18,7 +18,7 @@
 //! does not shuffle).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Var;
@@ -59,6 +59,9 @@ pub struct RunConfig {
     pub save_every: usize,
     pub resume: bool,
     pub progress: bool,
+    /// `--dump-step N DIR`: write step N's rows, layout and TAS scales to
+    /// `DIR/tas-layout-step-N.jsonl` (`debug tas-layout`'s format).
+    pub dump_step: Option<(usize, PathBuf)>,
     /// Accuracy (the recipe's rule set) and, when weighted, format rewards.
     pub rewarder: Rewarder,
     /// The rule sets behind `rewarder`, as the plan records them.
@@ -83,6 +86,17 @@ struct RunData {
 /// Runs (or resumes) training.
 pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, TrainError> {
     let recipe = &cfg.recipe;
+    if let Some((n, _)) = &cfg.dump_step {
+        if !(recipe.objective.tas && recipe.objective.needs_perception()) {
+            return Err(TrainError::Usage(format!(
+                "--dump-step writes the TAS layout, but recipe {} has no TAS (objective.tas = false)",
+                recipe.name
+            )));
+        }
+        if *n == 0 {
+            return Err(TrainError::Usage("--dump-step counts steps from 1".into()));
+        }
+    }
     std::fs::create_dir_all(&cfg.out).map_err(|e| checkpoint::state_error(&cfg.out, e))?;
     let (model_dir, state) = checkpoint::starting_point(&cfg.out, &cfg.init, cfg.resume)?;
     let mut ckpt = Checkpoint::load(&model_dir)?;
@@ -129,6 +143,11 @@ pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, Train
             recipe.batch.prompts_per_step
         ))
     })?;
+    if let Some((n, _)) = cfg.dump_step.as_ref().filter(|(n, _)| *n > total) {
+        return Err(TrainError::Usage(format!(
+            "--dump-step {n}: the run has {total} steps"
+        )));
+    }
     let bar = progress_bar(cfg.progress, total as u64, step as u64);
     let (mut checkpoints, mut last) = (Vec::new(), None);
     while step < total {
@@ -322,6 +341,9 @@ fn run_step(
     };
     let stats = update::update(ckpt, params, optimizer, recipe, &inputs, lr)?;
     times.update = t.elapsed().as_secs_f64();
+    if let Some((_, dir)) = cfg.dump_step.as_ref().filter(|(n, _)| *n == step) {
+        dump_tas_layout(dir, step, recipe, &inputs, &stats)?;
+    }
     let g = recipe.rollout.responses_per_prompt;
     Ok(StepMetrics::summarise(
         step,
@@ -332,6 +354,25 @@ fn run_step(
         lr,
         times,
     ))
+}
+
+/// Writes `DIR/tas-layout-step-N.jsonl`: one `debug tas-layout` case holding the step's
+/// rows and, as `expected`, the layout and scales the update used.
+fn dump_tas_layout(
+    dir: &Path,
+    step: usize,
+    recipe: &TrainRecipe,
+    inputs: &UpdateInputs,
+    stats: &update::UpdateStats,
+) -> Result<(), TrainError> {
+    let id = serde_json::Value::from(format!("{}-step-{step}", recipe.name));
+    let case = update::tas_layout_case(recipe, inputs, stats, id)
+        .ok_or_else(|| TrainError::Usage(format!("step {step} has no TAS scales to dump")))?;
+    let path = dir.join(format!("tas-layout-step-{step}.jsonl"));
+    let mut line = serde_json::to_vec(&case).map_err(|e| TrainError::Usage(e.to_string()))?;
+    line.push(b'\n');
+    crate::atomic_file::write_atomic(&path, |w| std::io::Write::write_all(w, &line))
+        .map_err(|e| checkpoint::state_error(&path, e))
 }
 
 /// In-training validation samples at the validation temperature with the rollout's top-p

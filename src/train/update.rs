@@ -9,10 +9,13 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Tensor, Var};
 
 use super::advantages::grpo_advantages;
-use super::layout::{layout_stats, LayoutSpec, LayoutStats, RowLayout};
+use super::layout::{
+    layout_stats, LayoutSpec, LayoutStats, RowLayout, TasLayoutCase, TasLayoutInputs,
+    TasLayoutResult,
+};
 use super::objective::{micro_batch_objective, MicroBatchObjective, MiniBatch, MiniBatchShaping};
 use super::optim::{AdamW, GradAccumulator};
-use super::perception::PerceptionStats;
+use super::perception::{self, PerceptionStats};
 use super::recipe::TrainRecipe;
 use super::rollout::Response;
 use super::{scoring, Example, TokenGrid, TrainError};
@@ -92,6 +95,57 @@ pub fn response_mask(rows: &[Response], width: usize) -> TokenGrid {
         }
     }
     mask
+}
+
+/// A step's rows in `debug tas-layout`'s input format, with what this update did to them as
+/// the expected answer: the layout it used and the TAS scale it applied to each row (read
+/// back from `stats`, not recomputed), so `debug tas-layout --check` on the file tests the
+/// trainer's own path against the case runner's. `None` when the recipe has no TAS or the
+/// step had no perturbed pass.
+pub fn tas_layout_case(
+    recipe: &TrainRecipe,
+    inputs: &UpdateInputs,
+    stats: &UpdateStats,
+    id: serde_json::Value,
+) -> Option<TasLayoutCase> {
+    let perturbed = inputs.perturbed?;
+    let layout = stats.layout.as_ref()?;
+    if !recipe.objective.tas {
+        return None;
+    }
+    let mask = response_mask(inputs.rows, inputs.width);
+    let dependency = perception::token_dependency(&mask, inputs.old, perturbed);
+    let token_dependency = inputs
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| dependency.row(i)[..r.tokens.len()].to_vec())
+        .collect();
+    Some(TasLayoutCase {
+        id: id.clone(),
+        inputs: TasLayoutInputs {
+            world_size: recipe.batch.world_size,
+            global_batch_size: recipe.batch.mini_batch_prompts,
+            micro_batch_size_per_device: recipe.batch.micro_batch_responses,
+            beta_min: recipe.objective.beta_min,
+            balance: recipe.batch.balance,
+            groups: inputs.rows.iter().map(|r| r.group.into()).collect(),
+            prompt_lengths: inputs
+                .rows
+                .iter()
+                .map(|r| inputs.examples[r.example].prompt_ids.len() as u64)
+                .collect(),
+            response_lengths: inputs.rows.iter().map(|r| r.tokens.len() as u64).collect(),
+            token_dependency,
+        },
+        expected: Some(TasLayoutResult {
+            id,
+            device: layout.device.clone(),
+            mini_batch: layout.mini_batch.clone(),
+            micro_batch: layout.micro_batch.clone(),
+            advantage_scale: stats.scales.clone(),
+        }),
+    })
 }
 
 /// The layout of a recipe's update.
