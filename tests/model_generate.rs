@@ -150,9 +150,8 @@ fn sampled_log_probs_match_a_separate_scoring_pass() {
         let prompts = as_prompts(&owned);
         for t in [1.0, 0.6] {
             let p = params(t, 1.0, 0, 16);
-            // scoring takes one image per sequence: leave out the two-image prompts
+            // every prompt, the two-image ones included
             let reqs: Vec<SampleRequest> = (0..prompts.len())
-                .filter(|&i| prompts[i].images.len() <= 1)
                 .map(|i| SampleRequest {
                     prompt: i,
                     seed: 42 + i as u64,
@@ -165,7 +164,7 @@ fn sampled_log_probs_match_a_separate_scoring_pass() {
                 .map(|(s, r)| ScoringRequest {
                     prompt_ids: prompts[r.prompt].prompt_ids,
                     response_ids: &s.token_ids,
-                    image: prompts[r.prompt].images.first().copied(),
+                    images: prompts[r.prompt].images.clone(),
                 })
                 .collect();
             let scored = ckpt
@@ -202,7 +201,6 @@ fn generated_vision_tokens_are_scored_as_the_sampler_saw_them() {
             prompt: (i as usize) % prompts.len(),
             seed: 7 + i,
         })
-        .filter(|r| prompts[r.prompt].images.len() <= 1)
         .collect();
     let samples = ckpt.model.generate(&prompts, &reqs, &p).unwrap();
     let picked: Vec<usize> = (0..samples.len())
@@ -226,7 +224,7 @@ fn generated_vision_tokens_are_scored_as_the_sampler_saw_them() {
         .map(|&i| ScoringRequest {
             prompt_ids: prompts[reqs[i].prompt].prompt_ids,
             response_ids: &samples[i].token_ids,
-            image: prompts[reqs[i].prompt].images.first().copied(),
+            images: prompts[reqs[i].prompt].images.clone(),
         })
         .collect();
     let scored = ckpt

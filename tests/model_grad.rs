@@ -42,7 +42,7 @@ fn loss(ckpt: &Checkpoint, b: &Batch) -> Tensor {
         .map(|i| ScoringRequest {
             prompt_ids: &b.prompts[i],
             response_ids: &b.responses[i],
-            image: b.images[i].as_ref(),
+            images: b.images[i].iter().collect(),
         })
         .collect();
     let lp = ckpt.model.log_probs(&reqs, 0.7).unwrap();

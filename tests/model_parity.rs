@@ -124,7 +124,7 @@ fn logits_and_log_probs_match_transformers_on_every_fixture() {
             .map(|i| ScoringRequest {
                 prompt_ids: &prompts[i],
                 response_ids: &responses[i],
-                image: images[i].as_ref(),
+                images: images[i].iter().collect(),
             })
             .collect();
         for t in ["1.0", "0.7"] {

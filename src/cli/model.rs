@@ -262,7 +262,7 @@ fn logprobs(args: &LogprobsArgs) -> anyhow::Result<Outcome> {
     let request = ScoringRequest {
         prompt_ids: &prompt_ids,
         response_ids: &response_ids,
-        image: image.as_ref(),
+        images: image.iter().collect(),
     };
     let logprobs = ckpt
         .model

@@ -44,13 +44,14 @@ impl<'a> DecoderRow<'a> {
 }
 
 /// One response to score after its context.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ScoringRequest<'a> {
     /// The chat prompt (from [`super::PromptBuilder::prompt_ids`]); must not be empty.
     pub prompt_ids: &'a [u32],
     pub response_ids: &'a [u32],
-    /// The image the prompt's placeholder stands for, if any.
-    pub image: Option<&'a ProcessedImage>,
+    /// The images the prompt's placeholders stand for, in order of appearance (MMMU-Pro and
+    /// some training items have several).
+    pub images: Vec<&'a ProcessedImage>,
 }
 
 /// Log-probs of each response token, batched.
@@ -294,18 +295,13 @@ impl Qwen25Vl {
             ids.extend_from_slice(r.response_ids);
             full.push(ids);
         }
-        let images: Vec<Vec<&ProcessedImage>> = batch
-            .iter()
-            .map(|r| r.image.into_iter().collect())
-            .collect();
         let seqs: Vec<DecoderRow> = batch
             .iter()
             .zip(&full)
-            .zip(&images)
-            .map(|((r, ids), images)| DecoderRow {
+            .map(|(r, ids)| DecoderRow {
                 ids,
                 prompt_len: r.prompt_ids.len(),
-                images,
+                images: &r.images,
             })
             .collect();
         let (hidden, _) = self.decoder_hidden_states(&seqs)?;

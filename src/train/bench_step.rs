@@ -310,7 +310,7 @@ impl<'a> StepRunner<'a> {
             .map(|(img, r)| ScoringRequest {
                 prompt_ids: &self.inputs.prompt_ids,
                 response_ids: r,
-                image: Some(img),
+                images: vec![img],
             })
             .collect();
         Ok(self.ckpt.model.log_probs(&requests, 1.0)?)

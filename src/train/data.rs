@@ -21,9 +21,11 @@ use crate::seed::derive_seed_tagged;
 pub struct Example {
     pub id: String,
     pub prompt_ids: Vec<u32>,
-    /// The processor-resized image (perturbations apply to it) and its normalised patches.
-    pub resized: Option<RgbImage>,
-    pub image: Option<ProcessedImage>,
+    /// The processor-resized images (perturbations apply to them) and their normalised
+    /// patches, in the order of the prompt's placeholders (items may have several, as the
+    /// reference's training data do; none for text-only items).
+    pub resized: Vec<RgbImage>,
+    pub images: Vec<ProcessedImage>,
     pub answer: String,
     pub options: Vec<String>,
     /// The reference solution (the manifest's `solution` field), the target of SFT.
@@ -70,26 +72,27 @@ pub fn load_examples(
     let processor: &ImageProcessor = &ckpt.image_processor;
     let mut out = Vec::new();
     for item in loaded.items.iter().take(limit) {
-        if item.images.len() > 1 {
-            continue; // scoring takes one image per sequence
+        // every image the row carries, in order (the reference keeps multi-image items)
+        let (mut resized, mut images) = (Vec::new(), Vec::new());
+        for (k, bytes) in item
+            .images
+            .iter()
+            .filter_map(|i| i.bytes.as_ref())
+            .enumerate()
+        {
+            let decoded = image::load_from_memory(bytes).map_err(|e| {
+                TrainError::Usage(format!(
+                    "{}: row {}: image {k}: {e}",
+                    item.source_file.display(),
+                    item.row
+                ))
+            })?;
+            let r = processor.resize(&decoded)?;
+            images.push(processor.normalize(&r));
+            resized.push(r);
         }
-        let (resized, image) = match item.images.first().and_then(|i| i.bytes.as_ref()) {
-            Some(bytes) => {
-                let decoded = image::load_from_memory(bytes).map_err(|e| {
-                    TrainError::Usage(format!(
-                        "{}: row {}: image: {e}",
-                        item.source_file.display(),
-                        item.row
-                    ))
-                })?;
-                let resized = processor.resize(&decoded)?;
-                let image = processor.normalize(&resized);
-                (Some(resized), Some(image))
-            }
-            None => (None, None),
-        };
         let text = renderer.render(item)?;
-        let grids: Vec<_> = image.iter().map(|i| i.grid_thw).collect();
+        let grids: Vec<_> = images.iter().map(|i| i.grid_thw).collect();
         let prompt_ids = builder.prompt_ids(Some(crate::eval::DEFAULT_SYSTEM), &text, &grids)?;
         if prompt_ids.len() > max_prompt_tokens {
             continue;
@@ -98,7 +101,7 @@ pub fn load_examples(
             id: item.id.clone(),
             prompt_ids,
             resized,
-            image,
+            images,
             answer: item.answer.clone(),
             options: item.options.clone(),
             solution: item.fields.get("solution").cloned(),
@@ -234,5 +237,72 @@ mod tests {
         let (epoch, batch) = sft_batch(5, 2, 3, 9);
         assert_eq!(epoch, 0);
         assert_eq!(batch, vec![e0[4], o1[0]]);
+    }
+
+    /// The reference trains on multi-image items; so does Spotlight: every image of a row, in
+    /// the order of the prompt's placeholders, each with its own token grid.
+    #[test]
+    fn multi_image_items_are_kept_with_every_image_in_order() {
+        use crate::synth::figures::png_bytes;
+        use crate::synth::table::{write_parquet, ImageCell, Table};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let ckpt = Checkpoint::load(&root.join("tests/fixtures/qwen25vl/tiny")).unwrap();
+        let registry = Registry::load(root).unwrap();
+        let cell = |w: u32, h: u32| ImageCell {
+            bytes: Some(png_bytes(&RgbImage::from_pixel(w, h, image::Rgb([9, 99, 199]))).unwrap()),
+            path: None,
+        };
+        let table = Table::new()
+            .string("id", vec![Some("two".into()), Some("one".into())])
+            .string(
+                "problem",
+                vec![
+                    Some("<image> is left of <image>: which is wider?".into()),
+                    Some("<image> how many?".into()),
+                ],
+            )
+            .string("answer", vec![Some("A".into()), Some("3".into())])
+            .image_list(
+                "images",
+                vec![vec![cell(112, 56), cell(56, 56)], vec![cell(84, 84)]],
+            )
+            .string("task", vec![Some("t".into()), Some("t".into())])
+            .string(
+                "format",
+                vec![Some("free-form".into()), Some("free-form".into())],
+            )
+            .string("solution", vec![None, None]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("train.parquet");
+        write_parquet(&file, &table.into_batch().unwrap(), 16).unwrap();
+        let loaded = load_examples(
+            &registry,
+            "synth-perception",
+            &ckpt,
+            &DataSource::Path(file),
+            usize::MAX,
+            usize::MAX,
+        )
+        .unwrap();
+        assert_eq!(loaded.examples.len(), 2);
+        let two = &loaded.examples[0];
+        assert_eq!(two.id, "two");
+        assert_eq!(two.images.len(), 2);
+        assert_eq!(two.resized.len(), 2);
+        assert_eq!(two.resized[0].dimensions(), (112, 56));
+        assert_eq!(two.resized[1].dimensions(), (56, 56));
+        let merge = ckpt.config.vision.spatial_merge_size;
+        let expected: usize = two
+            .images
+            .iter()
+            .map(|i| i.grid_thw.num_tokens(merge))
+            .sum();
+        let image_tokens = two
+            .prompt_ids
+            .iter()
+            .filter(|&&t| t == ckpt.config.image_token_id)
+            .count();
+        assert_eq!(image_tokens, expected);
+        assert_eq!(loaded.examples[1].images.len(), 1);
     }
 }

@@ -113,7 +113,7 @@ pub fn sample_groups(
         .iter()
         .map(|&e| GenerationPrompt {
             prompt_ids: &examples[e].prompt_ids,
-            images: examples[e].image.iter().collect(),
+            images: examples[e].images.iter().collect(),
         })
         .collect();
     let tag = stream.tag();

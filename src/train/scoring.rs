@@ -3,17 +3,17 @@
 //! before the update and kept without gradients.
 
 use super::data::Example;
-use super::perturb::Perturbation;
+use super::perturb::{row_rng, Perturbation};
 use super::rollout::Response;
 use super::{TokenGrid, TrainError};
 use crate::model::{Checkpoint, ProcessedImage, ScoringRequest};
 use crate::seed::derive_seed_tagged;
 
-/// The requests scoring `rows[i]` for each `i` of `indices`, each with its image in `images`.
+/// The requests scoring `rows[i]` for each `i` of `indices`, each with its images in `images`.
 pub fn requests<'a>(
     examples: &'a [Example],
     rows: &'a [Response],
-    images: &[Option<&'a ProcessedImage>],
+    images: &[Vec<&'a ProcessedImage>],
     indices: impl IntoIterator<Item = usize>,
 ) -> Vec<ScoringRequest<'a>> {
     indices
@@ -21,7 +21,7 @@ pub fn requests<'a>(
         .map(|i| ScoringRequest {
             prompt_ids: &examples[rows[i].example].prompt_ids,
             response_ids: &rows[i].tokens,
-            image: images[i],
+            images: images[i].clone(),
         })
         .collect()
 }
@@ -32,7 +32,7 @@ pub fn score_rows(
     ckpt: &Checkpoint,
     examples: &[Example],
     rows: &[Response],
-    images: &[Option<&ProcessedImage>],
+    images: &[Vec<&ProcessedImage>],
     temperature: f64,
     micro: usize,
     width: usize,
@@ -53,8 +53,9 @@ pub fn score_rows(
     Ok(grid)
 }
 
-/// Each row's perturbed image, fresh per response and step: the mask of row (item, sample)
-/// at `step` is drawn from (run seed, "perturb", step) and the row's own stream.
+/// Each row's perturbed images, fresh per response and step: the masks of row (item, sample)
+/// at `step` are drawn from (run seed, "perturb", step) and the row's own stream, one image
+/// after the other in prompt order (the reference augments each image of a row in turn).
 pub fn perturbed_images(
     ckpt: &Checkpoint,
     examples: &[Example],
@@ -62,15 +63,19 @@ pub fn perturbed_images(
     perturbation: &Perturbation,
     seed: u64,
     step: usize,
-) -> Vec<Option<ProcessedImage>> {
+) -> Vec<Vec<ProcessedImage>> {
     let mask_seed = derive_seed_tagged(seed, "perturb", step as u32, "step");
     rows.iter()
         .map(|r| {
             let ex = &examples[r.example];
-            ex.resized.as_ref().map(|img| {
-                let p = perturbation.apply_for_row(img, mask_seed, &ex.id, r.sample);
-                ckpt.image_processor.normalize(&p)
-            })
+            let mut rng = row_rng(mask_seed, &ex.id, r.sample);
+            ex.resized
+                .iter()
+                .map(|img| {
+                    ckpt.image_processor
+                        .normalize(&perturbation.apply(img, &mut rng))
+                })
+                .collect()
         })
         .collect()
 }

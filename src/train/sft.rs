@@ -332,7 +332,7 @@ fn sft_step(
         .map(|&i| ScoringRequest {
             prompt_ids: &data.examples[i].prompt_ids,
             response_ids: &data.targets[i],
-            image: data.examples[i].image.as_ref(),
+            images: data.examples[i].images.iter().collect(),
         })
         .collect();
     let lp = ckpt.model.log_probs(&requests, 1.0)?;

@@ -299,9 +299,9 @@ fn run_step(
     let temperature = recipe.rollout.temperature;
     let micro = recipe.batch.micro_batch_responses.max(1);
     let width = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
-    let images: Vec<Option<&ProcessedImage>> = rows
+    let images: Vec<Vec<&ProcessedImage>> = rows
         .iter()
-        .map(|r| examples[r.example].image.as_ref())
+        .map(|r| examples[r.example].images.iter().collect())
         .collect();
     let t = Instant::now();
     let old = scoring::score_rows(ckpt, examples, rows, &images, temperature, micro, width)?;
@@ -310,7 +310,8 @@ fn run_step(
         let t = Instant::now();
         let perturbed =
             scoring::perturbed_images(ckpt, examples, rows, &recipe.perturbation, cfg.seed, step);
-        let refs: Vec<Option<&ProcessedImage>> = perturbed.iter().map(Option::as_ref).collect();
+        let refs: Vec<Vec<&ProcessedImage>> =
+            perturbed.iter().map(|p| p.iter().collect()).collect();
         let grid = scoring::score_rows(ckpt, examples, rows, &refs, temperature, micro, width)?;
         times.perturbed_logprobs = t.elapsed().as_secs_f64();
         Some(grid)

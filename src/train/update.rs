@@ -25,7 +25,7 @@ use crate::model::{Checkpoint, ProcessedImage};
 pub struct UpdateInputs<'a> {
     pub examples: &'a [Example],
     pub rows: &'a [Response],
-    pub images: &'a [Option<&'a ProcessedImage>],
+    pub images: &'a [Vec<&'a ProcessedImage>],
     /// Rollout-policy log-probs on the original image, `rows x width`.
     pub old: &'a TokenGrid,
     /// The same on the perturbed image (VPPO's TAS and TGF), when the objective needs it.
