@@ -28,6 +28,7 @@ pub mod generate;
 pub mod init;
 pub mod ops;
 pub mod positions;
+pub mod pre_resize;
 pub mod processor;
 pub mod prompt;
 pub mod qwen25vl;
@@ -45,6 +46,7 @@ pub use error::ModelError;
 pub use generate::{
     FinishReason, GeneratedSample, GenerationPrompt, SampleRequest, SamplingParams,
 };
+pub use pre_resize::{PilMode, PreResize, SourceImage};
 pub use processor::{GridThw, ImageProcessor, ProcessedImage};
 pub use prompt::{ChatTemplate, PromptBuilder};
 pub use qwen25vl::{Qwen25Vl, ResponseLogProbs, ScoringRequest, Sequence};

@@ -1,4 +1,4 @@
-//! Pillow's bicubic resize of 8-bit RGB images, reproduced integer for integer.
+//! Pillow's bicubic (and nearest) resize of 8-bit images, reproduced integer for integer.
 //!
 //! Why: transformers' slow `Qwen2VLImageProcessor` resizes with `PIL.Image.resize(..., BICUBIC)`;
 //! a generic bicubic (the `image` crate's, or a float one) differs by a few intensity levels on
@@ -76,23 +76,36 @@ pub fn resize_bicubic_rgb8(
     new_width: usize,
     new_height: usize,
 ) -> Vec<u8> {
-    const C: usize = 3;
+    resize_bicubic_u8(pixels, 3, width, height, new_width, new_height)
+}
+
+/// [`resize_bicubic_rgb8`] for `channels` interleaved 8-bit channels (Pillow treats each
+/// channel alike: 1 for "L", 4 for premultiplied "RGBa").
+pub fn resize_bicubic_u8(
+    pixels: &[u8],
+    channels: usize,
+    width: usize,
+    height: usize,
+    new_width: usize,
+    new_height: usize,
+) -> Vec<u8> {
+    let c_n = channels;
     let half = 1i64 << (PRECISION_BITS - 1);
     let mut src: Vec<u8> = pixels.to_vec();
     let (mut w, h) = (width, height);
 
     if new_width != w {
         let coeffs = coefficients(w, new_width);
-        let mut out = vec![0u8; new_width * h * C];
+        let mut out = vec![0u8; new_width * h * c_n];
         for y in 0..h {
-            let row = &src[y * w * C..(y + 1) * w * C];
+            let row = &src[y * w * c_n..(y + 1) * w * c_n];
             for (xx, (xmin, k)) in coeffs.iter().enumerate() {
-                for c in 0..C {
+                for c in 0..c_n {
                     let mut acc = half;
                     for (i, &kv) in k.iter().enumerate() {
-                        acc += row[(xmin + i) * C + c] as i64 * kv as i64;
+                        acc += row[(xmin + i) * c_n + c] as i64 * kv as i64;
                     }
-                    out[(y * new_width + xx) * C + c] = clip8(acc);
+                    out[(y * new_width + xx) * c_n + c] = clip8(acc);
                 }
             }
         }
@@ -101,21 +114,55 @@ pub fn resize_bicubic_rgb8(
     }
     if new_height != h {
         let coeffs = coefficients(h, new_height);
-        let mut out = vec![0u8; w * new_height * C];
+        let mut out = vec![0u8; w * new_height * c_n];
         for (yy, (ymin, k)) in coeffs.iter().enumerate() {
             for x in 0..w {
-                for c in 0..C {
+                for c in 0..c_n {
                     let mut acc = half;
                     for (i, &kv) in k.iter().enumerate() {
-                        acc += src[((ymin + i) * w + x) * C + c] as i64 * kv as i64;
+                        acc += src[((ymin + i) * w + x) * c_n + c] as i64 * kv as i64;
                     }
-                    out[(yy * w + x) * C + c] = clip8(acc);
+                    out[(yy * w + x) * c_n + c] = clip8(acc);
                 }
             }
         }
         src = out;
     }
     src
+}
+
+/// `PIL.Image.resize(size, Image.NEAREST)` (what Pillow uses for "P" and "1" images):
+/// Pillow's affine "scaling" path (`Geometry.c`): the source coordinate starts at half a step
+/// and grows by `in / out` per output pixel, accumulated in f64 and truncated, so rounding
+/// drift over a row is part of the result.
+pub fn resize_nearest_u8(
+    pixels: &[u8],
+    channels: usize,
+    width: usize,
+    height: usize,
+    new_width: usize,
+    new_height: usize,
+) -> Vec<u8> {
+    let positions = |input: usize, output: usize| -> Vec<usize> {
+        let step = input as f64 / output as f64;
+        let mut at = step * 0.5;
+        (0..output)
+            .map(|_| {
+                let i = (at as usize).min(input - 1);
+                at += step;
+                i
+            })
+            .collect()
+    };
+    let (xs, ys) = (positions(width, new_width), positions(height, new_height));
+    let mut out = Vec::with_capacity(new_width * new_height * channels);
+    for &yin in &ys {
+        for &xin in &xs {
+            let at = (yin * width + xin) * channels;
+            out.extend_from_slice(&pixels[at..at + channels]);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

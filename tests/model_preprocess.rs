@@ -1,0 +1,94 @@
+//! The two reference image pipelines in front of the processor, against Pillow and
+//! transformers' slow `Qwen2VLImageProcessor` (`tools/golden/preprocess.py`, pinned versions):
+//! EasyR1's `process_image` for training and LLaMA-Factory's Qwen2-VL plugin for evaluation, on
+//! RGB, RGBA, LA, L, 1-bit and palette images at awkward sizes (tiny, large, aspect ratios near
+//! 200, `int()` truncation). Sizes and grids must be equal, pixels equal to the last bit.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use spotlight::model::{ImageProcessor, PreResize, SourceImage};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess")
+}
+
+fn pipeline(case: &Value) -> PreResize {
+    match case["pipeline"].as_str().unwrap() {
+        "eval" => PreResize::EVAL,
+        "train" => PreResize::Easyr1 {
+            min_pixels: case["min_pixels"].as_u64().unwrap(),
+            max_pixels: case["max_pixels"].as_u64().unwrap(),
+        },
+        other => panic!("pipeline {other}"),
+    }
+}
+
+#[test]
+fn both_pipelines_equal_pillow_and_transformers_on_awkward_images() {
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("cases.json")).unwrap())
+            .unwrap();
+    let processor = ImageProcessor::from_file(&root().join("preprocessor_config.json")).unwrap();
+    let tensors =
+        candle_core::safetensors::load(root().join("pixel_values.safetensors"), &Device::Cpu)
+            .unwrap();
+    let cases = meta["cases"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    let mut full = 0;
+    for case in cases {
+        let id = case["id"].as_str().unwrap();
+        let src = SourceImage::open(&root().join(case["image"].as_str().unwrap())).unwrap();
+        assert_eq!(src.mode.name(), case["mode"], "{id}: PIL mode");
+        let pre = pipeline(case).apply(&src);
+        let wh = [pre.width() as u64, pre.height() as u64];
+        assert_eq!(
+            serde_json::json!(wh),
+            case["pre_resized_wh"],
+            "{id}: pre-resized size"
+        );
+        let digest = format!("{:x}", Sha256::digest(pre.as_raw()));
+        assert_eq!(digest, case["pre_resized_sha256"], "{id}: pre-resized pixels");
+
+        let resized = processor
+            .resize(&image::DynamicImage::ImageRgb8(pre))
+            .unwrap();
+        let expected = image::open(root().join(case["resized"].as_str().unwrap()))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(
+            resized.dimensions(),
+            expected.dimensions(),
+            "{id}: processor size"
+        );
+        let worst = resized
+            .as_raw()
+            .iter()
+            .zip(expected.as_raw())
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .max()
+            .unwrap_or(0);
+        assert_eq!(worst, 0, "{id}: processor pixels differ by up to {worst} levels");
+        let processed = processor.normalize(&resized);
+        let g = processed.grid_thw;
+        assert_eq!(
+            serde_json::json!([g.t, g.h, g.w]),
+            case["grid_thw"],
+            "{id}: grid"
+        );
+        if let Some(key) = case["pixel_values"].as_str() {
+            let reference: Vec<f32> = tensors[key].flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(reference.len(), processed.pixel_values.len(), "{id}");
+            let d = reference
+                .iter()
+                .zip(&processed.pixel_values)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(d <= 1e-5, "{id}: pixel_values differ by {d}");
+            full += 1;
+        }
+    }
+    assert!(full >= 4, "only {full} cases carry pixel_values");
+}
