@@ -29,8 +29,7 @@ fn pipeline(case: &Value) -> PreResize {
 #[test]
 fn both_pipelines_equal_pillow_and_transformers_on_awkward_images() {
     let meta: Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("cases.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(root().join("cases.json")).unwrap()).unwrap();
     let processor = ImageProcessor::from_file(&root().join("preprocessor_config.json")).unwrap();
     let tensors =
         candle_core::safetensors::load(root().join("pixel_values.safetensors"), &Device::Cpu)
@@ -50,7 +49,10 @@ fn both_pipelines_equal_pillow_and_transformers_on_awkward_images() {
             "{id}: pre-resized size"
         );
         let digest = format!("{:x}", Sha256::digest(pre.as_raw()));
-        assert_eq!(digest, case["pre_resized_sha256"], "{id}: pre-resized pixels");
+        assert_eq!(
+            digest, case["pre_resized_sha256"],
+            "{id}: pre-resized pixels"
+        );
 
         let resized = processor
             .resize(&image::DynamicImage::ImageRgb8(pre))
@@ -70,7 +72,10 @@ fn both_pipelines_equal_pillow_and_transformers_on_awkward_images() {
             .map(|(a, b)| (*a as i32 - *b as i32).abs())
             .max()
             .unwrap_or(0);
-        assert_eq!(worst, 0, "{id}: processor pixels differ by up to {worst} levels");
+        assert_eq!(
+            worst, 0,
+            "{id}: processor pixels differ by up to {worst} levels"
+        );
         let processed = processor.normalize(&resized);
         let g = processed.grid_thw;
         assert_eq!(

@@ -260,8 +260,8 @@ impl ImageProcessor {
     }
 
     /// The first half of preprocessing: RGB (transparency over white) resized to the
-    /// processor's grid. Image perturbations for token perception apply here, between the
-    /// resize and the normalisation, as the reference applies them.
+    /// processor's grid. (Image perturbations for token perception apply before this, to the
+    /// image the dataset delivers, as the reference applies them.)
     pub fn resize(&self, img: &image::DynamicImage) -> Result<image::RgbImage, ModelError> {
         let rgb = to_rgb_over_white(img);
         let (width, height) = (rgb.width() as usize, rgb.height() as usize);

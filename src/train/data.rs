@@ -14,17 +14,19 @@ use serde::{Deserialize, Serialize};
 
 use super::TrainError;
 use crate::bench::{DataSource, PromptRenderer, Registry};
-use crate::model::{Checkpoint, ImageProcessor, ProcessedImage};
+use crate::model::{Checkpoint, ImageProcessor, PreResize, ProcessedImage, SourceImage};
 use crate::seed::derive_seed_tagged;
 
 /// A training example ready for the model.
 pub struct Example {
     pub id: String,
     pub prompt_ids: Vec<u32>,
-    /// The processor-resized images (perturbations apply to them) and their normalised
-    /// patches, in the order of the prompt's placeholders (items may have several, as the
-    /// reference's training data do; none for text-only items).
-    pub resized: Vec<RgbImage>,
+    /// The images as the dataset delivers them to the processor (after the recipe's first
+    /// resize, EasyR1's `process_image`): perturbations apply to these, before the processor,
+    /// as in the reference. In the order of the prompt's placeholders (items may have several,
+    /// as the reference's training data do; none for text-only items).
+    pub sources: Vec<RgbImage>,
+    /// The processor's output for each of `sources`.
     pub images: Vec<ProcessedImage>,
     pub answer: String,
     pub options: Vec<String>,
@@ -51,6 +53,7 @@ pub fn load_examples(
     registry: &Registry,
     bench: &str,
     ckpt: &Checkpoint,
+    pre_resize: PreResize,
     source: &DataSource,
     max_prompt_tokens: usize,
     limit: usize,
@@ -73,23 +76,21 @@ pub fn load_examples(
     let mut out = Vec::new();
     for item in loaded.items.iter().take(limit) {
         // every image the row carries, in order (the reference keeps multi-image items)
-        let (mut resized, mut images) = (Vec::new(), Vec::new());
+        let (mut sources, mut images) = (Vec::new(), Vec::new());
         for (k, bytes) in item
             .images
             .iter()
             .filter_map(|i| i.bytes.as_ref())
             .enumerate()
         {
-            let decoded = image::load_from_memory(bytes).map_err(|e| {
-                TrainError::Usage(format!(
-                    "{}: row {}: image {k}: {e}",
-                    item.source_file.display(),
-                    item.row
-                ))
-            })?;
-            let r = processor.resize(&decoded)?;
-            images.push(processor.normalize(&r));
-            resized.push(r);
+            let name = format!(
+                "{}: row {}: image {k}",
+                item.source_file.display(),
+                item.row
+            );
+            let source = pre_resize.apply(&SourceImage::decode(bytes, &name)?);
+            images.push(processor.preprocess(&image::DynamicImage::ImageRgb8(source.clone()))?);
+            sources.push(source);
         }
         let text = renderer.render(item)?;
         let grids: Vec<_> = images.iter().map(|i| i.grid_thw).collect();
@@ -100,7 +101,7 @@ pub fn load_examples(
         out.push(Example {
             id: item.id.clone(),
             prompt_ids,
-            resized,
+            sources,
             images,
             answer: item.answer.clone(),
             options: item.options.clone(),
@@ -279,6 +280,7 @@ mod tests {
             &registry,
             "synth-perception",
             &ckpt,
+            PreResize::None,
             &DataSource::Path(file),
             usize::MAX,
             usize::MAX,
@@ -288,9 +290,9 @@ mod tests {
         let two = &loaded.examples[0];
         assert_eq!(two.id, "two");
         assert_eq!(two.images.len(), 2);
-        assert_eq!(two.resized.len(), 2);
-        assert_eq!(two.resized[0].dimensions(), (112, 56));
-        assert_eq!(two.resized[1].dimensions(), (56, 56));
+        assert_eq!(two.sources.len(), 2);
+        assert_eq!(two.sources[0].dimensions(), (112, 56));
+        assert_eq!(two.sources[1].dimensions(), (56, 56));
         let merge = ckpt.config.vision.spatial_merge_size;
         let expected: usize = two
             .images

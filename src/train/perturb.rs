@@ -1,6 +1,8 @@
 //! Image perturbations that define a token's visual dependency (spec section 3): the
 //! perturbed-image log-probs `aug_lp` are computed with the image replaced by a perturbed
-//! copy, after the processor's resize and before normalisation.
+//! copy. The copy is made from the image as the dataset delivers it (after EasyR1's first
+//! resize) and then goes through the processor's resize and normalisation, as in the
+//! reference, so black squares are resampled with the image and do not sit on ViT patches.
 //!
 //! The published run uses random patch blackening (14 px squares from the top-left corner,
 //! each set to black with probability 0.5, a fresh mask for every response row). The

@@ -147,12 +147,24 @@ fn default_true() -> bool {
     true
 }
 
-/// Image resizing bounds of the processor (pixels).
+/// The pixel bounds of the training images' first resize (EasyR1's `process_image`, the
+/// reference's `data.min_pixels` / `data.max_pixels`). The checkpoint's processor then runs at
+/// its own bounds, as in the reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSection {
     pub min_pixels: usize,
     pub max_pixels: usize,
+}
+
+impl ImageSection {
+    /// The image pipeline in front of the processor for training and validation data.
+    pub fn pre_resize(&self) -> crate::model::PreResize {
+        crate::model::PreResize::Easyr1 {
+            min_pixels: self.min_pixels as u64,
+            max_pixels: self.max_pixels as u64,
+        }
+    }
 }
 
 /// Held-out evaluation during training.

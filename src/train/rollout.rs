@@ -290,6 +290,7 @@ mod tests {
     use super::*;
     use crate::bench::{DataSource, Registry};
     use crate::eval::GradeOutcome;
+    use crate::model::PreResize;
 
     /// Accepts answers containing a `1` (some right, some wrong, from a random model).
     struct HasOne;
@@ -313,6 +314,7 @@ mod tests {
             &registry,
             "synth-perception",
             &ckpt,
+            PreResize::None,
             &DataSource::Bundled,
             usize::MAX,
             10,

@@ -99,17 +99,13 @@ pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, Train
     }
     std::fs::create_dir_all(&cfg.out).map_err(|e| checkpoint::state_error(&cfg.out, e))?;
     let (model_dir, state) = checkpoint::starting_point(&cfg.out, &cfg.init, cfg.resume)?;
-    let mut ckpt = Checkpoint::load(&model_dir)?;
-    ckpt.image_processor.min_pixels = recipe.image.min_pixels;
-    ckpt.image_processor.max_pixels = recipe.image.max_pixels;
+    // the checkpoint's processor keeps its own bounds; the recipe's bound the first resize
+    let ckpt = Checkpoint::load(&model_dir)?;
     let data = run_data(cfg, registry, &ckpt)?;
     // The KL term's frozen reference is the init checkpoint (also on resume, where `ckpt` is
     // the last saved one), loaded once with the same processor bounds.
     let reference = if recipe.objective.kl_coef > 0.0 {
-        let mut r = Checkpoint::load(&cfg.init)?;
-        r.image_processor.min_pixels = recipe.image.min_pixels;
-        r.image_processor.max_pixels = recipe.image.max_pixels;
-        Some(r)
+        Some(Checkpoint::load(&cfg.init)?)
     } else {
         None
     };
@@ -213,6 +209,7 @@ fn run_data(
         registry,
         &cfg.bench,
         ckpt,
+        cfg.recipe.image.pre_resize(),
         &cfg.train_data,
         max_prompt,
         usize::MAX,
@@ -225,6 +222,7 @@ fn run_data(
             registry,
             &cfg.bench,
             ckpt,
+            cfg.recipe.image.pre_resize(),
             source,
             max_prompt,
             cfg.val_items,
@@ -309,7 +307,7 @@ fn run_step(
     let perturbed = if recipe.objective.needs_perception() {
         let t = Instant::now();
         let perturbed =
-            scoring::perturbed_images(ckpt, examples, rows, &recipe.perturbation, cfg.seed, step);
+            scoring::perturbed_images(ckpt, examples, rows, &recipe.perturbation, cfg.seed, step)?;
         let refs: Vec<Vec<&ProcessedImage>> =
             perturbed.iter().map(|p| p.iter().collect()).collect();
         let grid = scoring::score_rows(ckpt, examples, rows, &refs, temperature, micro, width)?;
