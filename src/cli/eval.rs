@@ -66,7 +66,10 @@ pub struct EvalArgs {
     /// Top-k sampling (0 = off). The authors' tool used 50.
     #[arg(long, default_value_t = 50)]
     pub top_k: u32,
-    /// Pixel cap per image (the authors' tool: 768x768).
+    /// Pixel cap per image before the model's processor (PAPO-Eval's LLaMA-Factory
+    /// `image_max_pixels`: 768x768; images under 32x32 pixels are scaled up, a side under 28
+    /// stretched, an aspect ratio above 200 squeezed to 180:1, then the checkpoint's
+    /// processor runs at its own bounds).
     #[arg(long, default_value_t = 589_824)]
     pub max_pixels: u32,
     #[arg(long, default_value_t = 2048)]
@@ -193,6 +196,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
             max_tokens: args.max_tokens,
             max_context: args.max_context,
             max_pixels: args.max_pixels,
+            image_pipeline: Default::default(),
         },
         limit: args.limit,
         out: args.out.clone(),

@@ -45,7 +45,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
                 .map_or_else(|| "model".to_string(), |n| n.to_string_lossy().into_owned())
         }),
         max_context: args.max_context,
-        max_pixels: args.max_pixels.unwrap_or(ckpt.image_processor.max_pixels),
+        max_pixels: args.max_pixels,
     };
     let engine = ChatEngine::new(ckpt).with_context(|| format!("starting {}", dir.display()))?;
     let name = settings.served_model.clone();

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::PreResize;
+
 /// Sampling parameters, recorded in the run folder. Defaults are the authors' evaluation
 /// settings (PAPO-Eval: top-p 1.0, top-k 50, 768x768 pixels, 2048 new tokens, context 9216).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,7 +17,40 @@ pub struct Sampling {
     pub top_k: u32,
     pub max_tokens: u32,
     pub max_context: u32,
+    /// The evaluation's pixel cap: LLaMA-Factory's `image_max_pixels` (PAPO-Eval: 768x768).
     pub max_pixels: u32,
+    /// How images reach the model's processor. Run folders made before the two-stage resize
+    /// read as [`ImagePipeline::ProcessorCapped`], so they are neither resumed nor compared
+    /// as if they had seen the same pixels.
+    #[serde(default = "ImagePipeline::before_two_stage")]
+    pub image_pipeline: ImagePipeline,
+}
+
+/// The image path of an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImagePipeline {
+    /// PAPO-Eval's: LLaMA-Factory's Qwen2-VL pre-resize (`image_min_pixels` 32x32,
+    /// `image_max_pixels` = `max_pixels`, a side under 28 stretched, aspect ratios above 200
+    /// squeezed), then the checkpoint's processor at its own bounds.
+    #[default]
+    LlamaFactory,
+    /// Spotlight's evaluations before the two-stage resize: the processor alone, its
+    /// `max_pixels` lowered to the cap.
+    ProcessorCapped,
+}
+
+impl ImagePipeline {
+    fn before_two_stage() -> Self {
+        ImagePipeline::ProcessorCapped
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ImagePipeline::LlamaFactory => "llama-factory",
+            ImagePipeline::ProcessorCapped => "processor-capped",
+        }
+    }
 }
 
 impl Default for Sampling {
@@ -27,6 +62,7 @@ impl Default for Sampling {
             max_tokens: 2048,
             max_context: 9216,
             max_pixels: 589_824,
+            image_pipeline: ImagePipeline::LlamaFactory,
         }
     }
 }
@@ -63,7 +99,31 @@ impl Sampling {
             self.max_pixels.to_string(),
             other.max_pixels.to_string(),
         );
+        check(
+            "image pipeline",
+            self.image_pipeline.name().to_string(),
+            other.image_pipeline.name().to_string(),
+        );
         out
+    }
+
+    /// The resize in front of the processor.
+    pub fn pre_resize(&self) -> PreResize {
+        match self.image_pipeline {
+            ImagePipeline::LlamaFactory => PreResize::LlamaFactory {
+                min_pixels: 32 * 32,
+                max_pixels: self.max_pixels as u64,
+            },
+            ImagePipeline::ProcessorCapped => PreResize::None,
+        }
+    }
+
+    /// A lower `max_pixels` for the processor itself (only the old one-step path has one).
+    pub fn processor_max_pixels(&self) -> Option<usize> {
+        match self.image_pipeline {
+            ImagePipeline::LlamaFactory => None,
+            ImagePipeline::ProcessorCapped => Some(self.max_pixels as usize),
+        }
     }
 }
 

@@ -36,7 +36,8 @@ pub fn chat_sampling(s: &Sampling) -> ChatSampling {
         top_k: s.top_k as usize,
         max_tokens: s.max_tokens as usize,
         max_context: s.max_context as usize,
-        max_pixels: s.max_pixels as usize,
+        pre_resize: s.pre_resize(),
+        processor_max_pixels: s.processor_max_pixels(),
     }
 }
 

@@ -19,9 +19,12 @@
 //! answer that is not a chat completion), becomes a [`BackendError`] recorded on that
 //! sample; the run goes on.
 //!
-//! Images go out as stored: `max_pixels` and `max_context` are the server's to apply (vLLM:
-//! `--mm-processor-kwargs '{"max_pixels": N}'`, `--max-model-len`), since resizing here
-//! would have to reproduce the model's own image processor exactly.
+//! Images go out as PAPO-Eval handed them to its vLLM engine: pre-resized by LLaMA-Factory's
+//! Qwen2-VL rules at the run's pixel cap ([`crate::model::PreResize`]) and sent as lossless
+//! PNG, so the server's own processor, at the checkpoint's bounds, sees the pixels the paper's
+//! evaluation saw. (Run folders from before the two-stage resize send the stored bytes and ask
+//! the server's processor for the cap through `mm_processor_kwargs.max_pixels`.)
+//! `max_context` is the server's to apply (vLLM: `--max-model-len`).
 //!
 //! The API key is read from an environment variable whose name the user gives, sent as a
 //! bearer token marked sensitive, and never appears in [`Backend::describe`] (the run
@@ -190,6 +193,23 @@ pub fn image_mime(bytes: &[u8]) -> Option<&'static str> {
     image::guess_format(bytes).ok().map(|f| f.to_mime_type())
 }
 
+/// `stored` decoded, pre-resized and encoded as PNG (lossless: the server decodes exactly the
+/// pre-resized pixels).
+pub fn pre_resized_png(
+    stored: &[u8],
+    pre_resize: crate::model::PreResize,
+) -> Result<Vec<u8>, crate::model::ModelError> {
+    let source = crate::model::SourceImage::decode(stored, "image")?;
+    let rgb = pre_resize.apply(&source);
+    let mut out = Vec::new();
+    rgb.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| crate::model::ModelError::Image {
+            source_name: "pre-resized image".into(),
+            message: e.to_string(),
+        })?;
+    Ok(out)
+}
+
 /// An OpenAI-compatible chat-completions server as an evaluation backend.
 pub struct HttpBackend {
     client: Client,
@@ -243,7 +263,19 @@ impl HttpBackend {
     /// the images (as base64 data URLs) followed by the prompt text.
     pub fn request_body(&self, request: &SampleRequest) -> Result<Value, BackendError> {
         let mut content = Vec::with_capacity(request.images.len() + 1);
-        for (index, bytes) in request.images.iter().enumerate() {
+        let pre_resize = request.sampling.pre_resize();
+        for (index, stored) in request.images.iter().enumerate() {
+            let bytes: std::borrow::Cow<[u8]> = if pre_resize == crate::model::PreResize::None {
+                std::borrow::Cow::Borrowed(stored)
+            } else {
+                std::borrow::Cow::Owned(pre_resized_png(stored, pre_resize).map_err(|e| {
+                    BackendError::Failed(format!(
+                        "{}/{} image {index}: {e}",
+                        request.benchmark, request.item_id
+                    ))
+                })?)
+            };
+            let bytes = &*bytes;
             let mime = image_mime(bytes).ok_or_else(|| {
                 BackendError::Failed(format!(
                     "{}/{} image {index}: unrecognised image format (first bytes {:02x?})",
@@ -278,10 +310,11 @@ impl HttpBackend {
         if sampling.top_k > 0 {
             body["top_k"] = json!(sampling.top_k);
         }
-        // The image pixel cap, applied by the server's processor as the embedded model applies
-        // it (vLLM's per-request processor arguments; `spotlight serve` reads the same field).
-        // Resizing here instead would resample the image twice.
-        body["mm_processor_kwargs"] = json!({"max_pixels": sampling.max_pixels});
+        // Runs from before the two-stage resize: the pixel cap was the server's processor's
+        // (vLLM's per-request processor arguments; `spotlight serve` reads the same field).
+        if let Some(cap) = sampling.processor_max_pixels() {
+            body["mm_processor_kwargs"] = json!({ "max_pixels": cap });
+        }
         Ok(body)
     }
 
@@ -671,21 +704,70 @@ mod tests {
         assert_eq!(backend().describe(), "http:http://127.0.0.1:9 model qwen");
     }
 
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(w, h, image::Rgb([9, 80, 200])))
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        bytes
+    }
+
+    fn decoded(url: &serde_json::Value) -> image::RgbImage {
+        let data = url
+            .as_str()
+            .unwrap()
+            .strip_prefix("data:image/png;base64,")
+            .expect("a PNG data URL");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap();
+        image::load_from_memory(&bytes).unwrap().to_rgb8()
+    }
+
+    /// Images go out as PAPO-Eval handed them to vLLM: pre-resized by LLaMA-Factory's rules
+    /// at the run's cap, as lossless PNG, and without a processor cap for the server.
     #[test]
-    fn body_has_images_then_text_and_the_wire_seed() {
-        let jpeg_magic = vec![0xff, 0xd8, 0xff, 0xe0, 0, 0x10, b'J', b'F', b'I', b'F'];
+    fn body_has_pre_resized_images_then_text_and_the_wire_seed() {
         let body = backend()
-            .request_body(&request(vec![png(), jpeg_magic], 50))
+            .request_body(&request(vec![png(), jpeg(1600, 800)], 50))
             .unwrap();
         assert_eq!(body["model"], "qwen");
         assert_eq!(body["n"], 1);
         assert_eq!(body["top_k"], 50);
+        assert!(body.get("mm_processor_kwargs").is_none());
         // The derived seed is above i64::MAX: the wire seed clears the top bit only.
         assert_eq!(body["seed"], (u64::MAX - 5) - (1u64 << 63));
         assert!(body["seed"].as_u64().unwrap() <= i64::MAX as u64);
         assert_eq!(body["messages"][0]["role"], "system");
         let content = body["messages"][1]["content"].as_array().unwrap();
         assert_eq!(content.len(), 3);
+        // 2x2 is under 32x32 pixels: scaled up by sqrt(1024 / 4) = 16
+        let small = decoded(&content[0]["image_url"]["url"]);
+        assert_eq!(small.dimensions(), (32, 32));
+        let expected = crate::model::PreResize::EVAL
+            .apply(&crate::model::SourceImage::decode(&png(), "png").unwrap());
+        assert_eq!(small, expected);
+        // 1600x800 over 768x768: int(1600 f), int(800 f) with f = sqrt(589824 / 1280000)
+        assert_eq!(
+            decoded(&content[1]["image_url"]["url"]).dimensions(),
+            (1086, 543)
+        );
+        assert_eq!(content[2]["type"], "text");
+        assert_eq!(content[2]["text"], "What is x?");
+    }
+
+    /// A run folder from before the two-stage resize keeps its own path: the stored bytes and
+    /// the server's processor capped through `mm_processor_kwargs`.
+    #[test]
+    fn a_run_from_before_the_two_stage_resize_sends_stored_bytes_and_the_cap() {
+        let mut r = request(vec![png(), jpeg(64, 64)], 50);
+        r.sampling.image_pipeline = crate::eval::backend::ImagePipeline::ProcessorCapped;
+        let body = backend().request_body(&r).unwrap();
+        assert_eq!(body["mm_processor_kwargs"]["max_pixels"], 589_824);
+        let content = body["messages"][1]["content"].as_array().unwrap();
         let url = content[0]["image_url"]["url"].as_str().unwrap();
         let data = url.strip_prefix("data:image/png;base64,").unwrap();
         assert_eq!(
@@ -698,8 +780,6 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("data:image/jpeg;base64,"));
-        assert_eq!(content[2]["type"], "text");
-        assert_eq!(content[2]["text"], "What is x?");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::generate::{
     FinishReason, GeneratedSample, GenerationPrompt, SampleRequest, SamplingParams,
 };
 use super::processor::ProcessedImage;
-use super::{Checkpoint, ModelError};
+use super::{Checkpoint, ModelError, PreResize, SourceImage};
 
 /// Largest number of samples generated in one call.
 const MAX_BATCH: usize = 64;
@@ -35,9 +35,13 @@ pub struct ChatSampling {
     pub max_tokens: usize,
     /// Prompt plus response tokens at most; the response is cut to fit.
     pub max_context: usize,
-    /// Images are resized (keeping the aspect ratio, as the processor does) to at most this
-    /// many pixels.
-    pub max_pixels: usize,
+    /// What happens to each image before the processor (PAPO-Eval's LLaMA-Factory
+    /// pre-resize for evaluations; none for `spotlight serve`, whose clients send images as
+    /// they want them seen).
+    pub pre_resize: PreResize,
+    /// A lower `max_pixels` for the processor than the checkpoint's (vLLM's
+    /// `mm_processor_kwargs.max_pixels`).
+    pub processor_max_pixels: Option<usize>,
 }
 
 /// One chat turn to answer.
@@ -107,15 +111,15 @@ impl ChatEngine {
     pub fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
         let ckpt = &*self.checkpoint;
         let mut processor = ckpt.image_processor.clone();
-        processor.max_pixels = processor.max_pixels.min(request.sampling.max_pixels);
-        processor.min_pixels = processor.min_pixels.min(processor.max_pixels);
+        if let Some(cap) = request.sampling.processor_max_pixels {
+            processor.max_pixels = processor.max_pixels.min(cap);
+            processor.min_pixels = processor.min_pixels.min(processor.max_pixels);
+        }
         let mut images = Vec::with_capacity(request.images.len());
         for (i, bytes) in request.images.iter().enumerate() {
-            let decoded = image::load_from_memory(bytes).map_err(|e| ModelError::Image {
-                source_name: format!("request image {i}"),
-                message: e.to_string(),
-            })?;
-            images.push(processor.preprocess(&decoded)?);
+            let decoded = SourceImage::decode(bytes, &format!("request image {i}"))?;
+            let rgb = request.sampling.pre_resize.apply(&decoded);
+            images.push(processor.preprocess(&image::DynamicImage::ImageRgb8(rgb))?);
         }
         let grids: Vec<_> = images.iter().map(|i| i.grid_thw).collect();
         let builder = ckpt.prompt_builder()?;

@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::model::{ChatEngine, ChatRequest, ChatResponse, ChatSampling};
+use crate::model::{ChatEngine, ChatRequest, ChatResponse, ChatSampling, PreResize};
 
 /// Largest request body: base64 images make chat requests large (64 MiB).
 pub const MAX_BODY_BYTES: usize = 64 << 20;
@@ -32,8 +32,9 @@ pub struct ServeSettings {
     pub served_model: String,
     /// Prompt plus response tokens at most (the server's context length).
     pub max_context: usize,
-    /// Pixel cap applied when a request does not give `mm_processor_kwargs.max_pixels`.
-    pub max_pixels: usize,
+    /// The processor's pixel cap when a request does not give `mm_processor_kwargs.max_pixels`
+    /// (`None`: the checkpoint's own).
+    pub max_pixels: Option<usize>,
 }
 
 struct AppState {
@@ -269,9 +270,9 @@ pub fn parse_request(body: &Value, settings: &ServeSettings) -> Result<ParsedReq
     };
     let max_pixels = match body.pointer("/mm_processor_kwargs/max_pixels") {
         None | Some(Value::Null) => settings.max_pixels,
-        Some(v) => v.as_u64().filter(|&p| p > 0).ok_or_else(|| {
+        Some(v) => Some(v.as_u64().filter(|&p| p > 0).ok_or_else(|| {
             ApiError::bad("`mm_processor_kwargs.max_pixels` must be a positive integer")
-        })? as usize,
+        })? as usize),
     };
     Ok(ParsedRequest {
         request: ChatRequest {
@@ -285,7 +286,10 @@ pub fn parse_request(body: &Value, settings: &ServeSettings) -> Result<ParsedReq
                 top_k,
                 max_tokens,
                 max_context: settings.max_context,
-                max_pixels,
+                // images arrive as the client wants them seen (Spotlight's HTTP backend sends
+                // them pre-resized as PAPO-Eval does); the processor runs as vLLM's would
+                pre_resize: PreResize::None,
+                processor_max_pixels: max_pixels,
             },
         },
         n,
@@ -364,7 +368,7 @@ mod tests {
         ServeSettings {
             served_model: "m".into(),
             max_context: 100,
-            max_pixels: 1000,
+            max_pixels: Some(1000),
         }
     }
 
@@ -391,7 +395,11 @@ mod tests {
         assert_eq!(p.n, 1);
         let s = &p.request.sampling;
         assert_eq!((s.temperature, s.top_p, s.top_k), (1.0, 1.0, 50));
-        assert_eq!((s.max_tokens, s.max_context, s.max_pixels), (7, 100, 500));
+        assert_eq!(
+            (s.max_tokens, s.max_context, s.processor_max_pixels),
+            (7, 100, Some(500))
+        );
+        assert_eq!(s.pre_resize, PreResize::None);
     }
 
     #[test]
