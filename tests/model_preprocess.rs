@@ -97,3 +97,100 @@ fn both_pipelines_equal_pillow_and_transformers_on_awkward_images() {
     }
     assert!(full >= 4, "only {full} cases carry pixel_values");
 }
+
+fn preprocess(args: &[&str]) -> (Value, std::process::Output) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spotlight"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        // the tiny fixture's processor has Qwen2.5-VL-7B's settings (bounds, patch, mean, std)
+        .args(["model", "preprocess", "--json", "--model", "tests/fixtures/qwen25vl/tiny"])
+        .args(args)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (v, out)
+}
+
+fn case(id: &str) -> Value {
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("cases.json")).unwrap()).unwrap();
+    meta["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap()
+        .clone()
+}
+
+/// `spotlight model preprocess` prints what the reference's path computes and writes the
+/// processor's `pixel_values`, for both paths (train with `recipes/vppo.toml`'s bounds).
+#[test]
+fn model_preprocess_reports_and_writes_what_the_reference_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("pixels.safetensors");
+    let (v, out) = preprocess(&[
+        "--image",
+        root().join("images/rgb_5x7.png").to_str().unwrap(),
+        "--for",
+        "eval",
+        "--output",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let golden = case("rgb_5x7-eval");
+    let wh = &golden["pre_resized_wh"];
+    assert_eq!(v["pre_resized_hw"], serde_json::json!([wh[1], wh[0]]));
+    assert_eq!(v["resized_hw"], golden["resized_hw"]);
+    assert_eq!(v["grid_thw"], golden["grid_thw"]);
+    let written = candle_core::safetensors::load(&out_file, &Device::Cpu).unwrap();
+    let mine: Vec<f32> = written["pixel_values"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let tensors =
+        candle_core::safetensors::load(root().join("pixel_values.safetensors"), &Device::Cpu)
+            .unwrap();
+    let reference: Vec<f32> = tensors[golden["pixel_values"].as_str().unwrap()]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(mine.len(), reference.len());
+    let d = mine
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(d <= 1e-5, "pixel_values differ by {d}");
+    let grid: Vec<i64> = written["image_grid_thw"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(serde_json::json!(grid), golden["grid_thw"]);
+
+    let (v, out) = preprocess(&[
+        "--image",
+        root().join("images/rgb_50x50.png").to_str().unwrap(),
+        "--for",
+        "train",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let golden = case("rgb_50x50-train-200704-1003520");
+    assert_eq!(v["pre_resized_hw"], serde_json::json!([447, 447]));
+    assert_eq!(v["grid_thw"], golden["grid_thw"]);
+
+    // an unreadable image is a usage error naming the file
+    let (_, out) = preprocess(&["--image", "no/such.png"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such.png"));
+}

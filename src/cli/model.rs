@@ -6,8 +6,8 @@ use anyhow::Context;
 use serde_json::json;
 use spotlight::model::weights::WeightFiles;
 use spotlight::model::{
-    ChatTemplate, Checkpoint, GenerationPrompt, ImageProcessor, LoadOptions, ModelRef,
-    Qwen25VlConfig, SampleRequest, SamplingParams, ScoringRequest,
+    ChatTemplate, Checkpoint, GenerationPrompt, ImageProcessor, LoadOptions, ModelRef, PreResize,
+    Qwen25VlConfig, SampleRequest, SamplingParams, ScoringRequest, SourceImage,
 };
 
 use super::Outcome;
@@ -29,6 +29,48 @@ pub enum ModelCommand {
     /// draws from its own stream seeded by derive_seed(--seed, --item, i), so it is the same
     /// alone, in a batch, in `spotlight eval` or `spotlight serve` with those values.
     Generate(GenerateArgs),
+    /// An image as a training or evaluation path prepares it: the reference's first resize
+    /// (PAPO-Eval's LLaMA-Factory rules for `eval`, EasyR1's `process_image` at the recipe's
+    /// `[image]` bounds for `train`), then the checkpoint's processor. Prints sizes and the
+    /// grid; `--output` writes `pixel_values` and `image_grid_thw` as safetensors, to compare
+    /// with transformers.
+    Preprocess(PreprocessArgs),
+}
+
+/// Which image path `model preprocess` follows.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ImagePath {
+    /// `spotlight eval` (PAPO-Eval: LLaMA-Factory's Qwen2-VL pre-resize, 768x768 cap).
+    Eval,
+    /// `spotlight train` / `sft` (VPPO-RL: EasyR1's `process_image` at the recipe's bounds).
+    Train,
+    /// transformers' processor alone (what `model logprobs` and `generate` use).
+    Processor,
+}
+
+#[derive(clap::Args)]
+pub struct PreprocessArgs {
+    /// Checkpoint folder (only its preprocessor_config.json is read).
+    #[arg(long)]
+    pub model: ModelRef,
+    /// The image file.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Which path to follow.
+    #[arg(long = "for", value_enum, default_value = "eval")]
+    pub path: ImagePath,
+    /// Recipe whose `[image]` bounds the `train` path uses. [default: recipes/vppo.toml]
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// The first resize's pixel cap instead of the path's (eval: 768x768; train: the recipe's).
+    #[arg(long)]
+    pub max_pixels: Option<u64>,
+    /// Write `pixel_values` (patches x patch values, f32) and `image_grid_thw` here.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A checkpoint and one chat turn: what `logprobs` and `generate` both take.
@@ -98,7 +140,113 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<Outcome> {
         ModelCommand::Info { dir, json } => info(&dir.resolve()?, json),
         ModelCommand::Logprobs(args) => logprobs(&args),
         ModelCommand::Generate(args) => generate(&args),
+        ModelCommand::Preprocess(args) => preprocess(&args),
     }
+}
+
+fn preprocess(args: &PreprocessArgs) -> anyhow::Result<Outcome> {
+    let dir = args.model.resolve()?;
+    let pre_path = dir.join("preprocessor_config.json");
+    let processor = if pre_path.is_file() {
+        ImageProcessor::from_file(&pre_path)?
+    } else {
+        ImageProcessor::default()
+    };
+    let pre_resize = match args.path {
+        ImagePath::Eval => match args.max_pixels {
+            Some(max_pixels) => PreResize::LlamaFactory {
+                min_pixels: 32 * 32,
+                max_pixels,
+            },
+            None => PreResize::EVAL,
+        },
+        ImagePath::Train => {
+            let recipe_path = match &args.recipe {
+                Some(p) => p.clone(),
+                None => spotlight::bench::Registry::discover()?
+                    .root
+                    .join("recipes/vppo.toml"),
+            };
+            let recipe = spotlight::train::TrainRecipe::load(&recipe_path)?;
+            let mut image = recipe.image.clone();
+            if let Some(m) = args.max_pixels {
+                image.max_pixels = m as usize;
+            }
+            image.pre_resize()
+        }
+        ImagePath::Processor => PreResize::None,
+    };
+    let source = SourceImage::open(&args.image)?;
+    let pre = pre_resize.apply(&source);
+    let pre_hw = [pre.height(), pre.width()];
+    let resized = processor
+        .resize(&image::DynamicImage::ImageRgb8(pre))
+        .with_context(|| format!("preprocessing {}", args.image.display()))?;
+    let processed = processor.normalize(&resized);
+    let g = processed.grid_thw;
+    if let Some(out) = &args.output {
+        let n = processed.num_patches();
+        let pixels: Vec<u8> = processed
+            .pixel_values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let grid: Vec<u8> = [g.t as i64, g.h as i64, g.w as i64]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let views = [
+            (
+                "pixel_values",
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    vec![n, processed.patch_dim],
+                    &pixels,
+                )?,
+            ),
+            (
+                "image_grid_thw",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1, 3], &grid)?,
+            ),
+        ];
+        let bytes = safetensors::tensor::serialize(views, None)?;
+        spotlight::atomic_file::write_bytes_atomic(out, &bytes)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    let report = json!({
+        "image": args.image.display().to_string(),
+        "mode": source.mode.name(),
+        "original_hw": [source.height, source.width],
+        "path": format!("{:?}", args.path).to_lowercase(),
+        "pre_resize": pre_resize,
+        "pre_resized_hw": pre_hw,
+        "processor": {"min_pixels": processor.min_pixels, "max_pixels": processor.max_pixels},
+        "resized_hw": [resized.height(), resized.width()],
+        "grid_thw": [g.t, g.h, g.w],
+        "patches": processed.num_patches(),
+        "patch_dim": processed.patch_dim,
+        "output": args.output.as_ref().map(|p| p.display().to_string()),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} ({}, {}x{}) -> first resize {}x{} -> processor {}x{}: grid {}x{}x{}, {} patches",
+            args.image.display(),
+            source.mode.name(),
+            source.width,
+            source.height,
+            pre_hw[1],
+            pre_hw[0],
+            resized.width(),
+            resized.height(),
+            g.t,
+            g.h,
+            g.w,
+            processed.num_patches()
+        );
+    }
+    Ok(Outcome::Ok)
 }
 
 /// Reads only headers and small files: no weights are loaded, so it is instant on any size.
