@@ -1,4 +1,4 @@
-//! The synthetic perception benchmark for the trainer: small images (56-112 px) with
+//! The synthetic perception benchmark for the trainer: small square images (50-150 px) with
 //! questions that can only be answered by looking (counting, reading and adding shown
 //! numbers, measuring marked sides, shaded fractions, comparing colours), free-form and
 //! multiple choice, each with a reference solution in the VPPO format
@@ -19,8 +19,11 @@ use super::figures::{png_bytes, problem, KINDS};
 use super::table::{write_parquet, ImageCell, Table};
 use super::SynthError;
 
-/// Image sides used, in pixels.
-pub const IMAGE_SIDES: [u32; 3] = [56, 84, 112];
+/// Image sides, in pixels (inclusive range). Most sides are not multiples of 28 and the range
+/// straddles the `synth-*` recipes' training bounds (56x56 to 112x112 pixels), so every image
+/// goes through the first resize (scaled up below 56x56, down above 112x112) and the
+/// processor's smart_resize, and the perturbation is resampled as in the reference.
+pub const IMAGE_SIDES: std::ops::RangeInclusive<u32> = 50..=150;
 
 /// The table of one split; `split` ("train" / "test") selects an independent stream.
 pub fn perception_table(split: &str, rows: usize, seed: u64) -> Result<Table, SynthError> {
@@ -32,7 +35,7 @@ pub fn perception_table(split: &str, rows: usize, seed: u64) -> Result<Table, Sy
     ));
     let mut t = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for i in 0..rows {
-        let side = IMAGE_SIDES[rng.random_range(0..IMAGE_SIDES.len())];
+        let side = rng.random_range(IMAGE_SIDES);
         let kind = rng.random_range(0..KINDS);
         let p = problem(kind, side, &mut rng);
         let multiple_choice = rng.random_bool(1.0 / 3.0);
