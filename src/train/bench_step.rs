@@ -197,17 +197,35 @@ fn inputs(ckpt: &Checkpoint, cfg: &BenchStepConfig) -> Result<StepInputs, BenchS
             prompt_ids.len()
         )));
     }
-    // ordinary tokens only: ids below the tokenizer's base vocabulary (no special tokens)
-    let ordinary = ckpt
+    // ordinary tokens only: no added or special token (a tokenizer may keep its special
+    // tokens inside the base vocabulary, where an `<|image_pad|>` in a response would make
+    // the step measure something no rollout produces)
+    let added: std::collections::HashSet<u32> = ckpt
         .tokenizer
-        .get_vocab_size(false)
-        .min(ckpt.config.text.vocab_size)
-        .max(1) as u32;
+        .get_added_tokens_decoder()
+        .keys()
+        .copied()
+        .chain([
+            ckpt.config.image_token_id,
+            ckpt.config.video_token_id,
+            ckpt.config.vision_start_token_id,
+        ])
+        .collect();
+    let vocab = ckpt
+        .tokenizer
+        .get_vocab_size(true)
+        .min(ckpt.config.text.vocab_size) as u32;
+    let ordinary: Vec<u32> = (0..vocab).filter(|t| !added.contains(t)).collect();
+    if ordinary.is_empty() {
+        return Err(BenchStepError::Setting(
+            "the tokenizer has no ordinary token to build responses from".into(),
+        ));
+    }
     let response_len = cfg.seq - prompt_ids.len();
     let responses = (0..cfg.batch)
         .map(|_| {
             (0..response_len)
-                .map(|_| rng.random_range(0..ordinary))
+                .map(|_| ordinary[rng.random_range(0..ordinary.len())])
                 .collect()
         })
         .collect();
