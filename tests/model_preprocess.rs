@@ -102,7 +102,13 @@ fn preprocess(args: &[&str]) -> (Value, std::process::Output) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_spotlight"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         // the tiny fixture's processor has Qwen2.5-VL-7B's settings (bounds, patch, mean, std)
-        .args(["model", "preprocess", "--json", "--model", "tests/fixtures/qwen25vl/tiny"])
+        .args([
+            "model",
+            "preprocess",
+            "--json",
+            "--model",
+            "tests/fixtures/qwen25vl/tiny",
+        ])
         .args(args)
         .output()
         .unwrap();

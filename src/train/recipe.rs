@@ -223,6 +223,13 @@ pub fn load_toml_with_overrides<T: serde::de::DeserializeOwned>(
         .map_err(|e: toml::de::Error| parse_error(e.to_string()))
 }
 
+/// A failed recipe check: the field and why.
+type Check = Result<(), (String, String)>;
+
+fn fail(field: &str, reason: String) -> Check {
+    Err((field.to_string(), reason))
+}
+
 impl TrainRecipe {
     /// Reads and validates a recipe file.
     pub fn load(path: &Path) -> Result<Self, TrainError> {
@@ -254,13 +261,21 @@ impl TrainRecipe {
 
     /// Checks ranges and that the switches match the named algorithm.
     pub fn validate(&self, path: &Path) -> Result<(), TrainError> {
-        let fail = |field: &str, reason: String| {
-            Err(TrainError::RecipeInvalid {
+        self.check_objective()
+            .and_then(|()| self.check_rollout())
+            .and_then(|()| self.check_filtering_and_reward())
+            .and_then(|()| self.check_optim())
+            .and_then(|()| self.check_batch())
+            .and_then(|()| self.check_image_and_validation())
+            .map_err(|(field, reason)| TrainError::RecipeInvalid {
                 path: PathBuf::from(path),
-                field: field.to_string(),
+                field,
                 reason,
             })
-        };
+    }
+
+    /// The objective's ranges, the switches against the named algorithm, the perturbation.
+    fn check_objective(&self) -> Check {
         if let Err(TrainError::BadSetting {
             field,
             value,
@@ -291,6 +306,11 @@ impl TrainRecipe {
         if let Err(TrainError::BadPerturbation { kind, reason }) = self.perturbation.validate() {
             return fail("perturbation", format!("{kind}: {reason}"));
         }
+        Ok(())
+    }
+
+    /// Sampling settings.
+    fn check_rollout(&self) -> Check {
         let r = &self.rollout;
         if r.responses_per_prompt < 2 {
             return fail(
@@ -316,6 +336,11 @@ impl TrainRecipe {
                 "must be > 0".to_string(),
             );
         }
+        Ok(())
+    }
+
+    /// Online filtering bounds and the reward.
+    fn check_filtering_and_reward(&self) -> Check {
         let f = &self.filtering;
         if !(0.0 <= f.accuracy_low && f.accuracy_low < f.accuracy_high && f.accuracy_high <= 1.0) {
             return fail(
@@ -338,6 +363,11 @@ impl TrainRecipe {
         if self.reward.rules.trim().is_empty() {
             return fail("reward.rules", "must name a reward rule set".to_string());
         }
+        Ok(())
+    }
+
+    /// Optimizer settings.
+    fn check_optim(&self) -> Check {
         let p = &self.optim;
         if !(p.lr > 0.0 && p.lr.is_finite()) {
             return fail("optim.lr", format!("{}: must be > 0", p.lr));
@@ -363,6 +393,11 @@ impl TrainRecipe {
         if p.epochs == 0 || p.ppo_epochs == 0 {
             return fail("optim.epochs/ppo_epochs", "must be >= 1".to_string());
         }
+        Ok(())
+    }
+
+    /// Batch sizes and the row layout over workers.
+    fn check_batch(&self) -> Check {
         let b = &self.batch;
         if b.prompts_per_step == 0 || b.mini_batch_prompts == 0 || b.micro_batch_responses == 0 {
             return fail("batch", "every batch size must be >= 1".to_string());
@@ -376,7 +411,7 @@ impl TrainRecipe {
                 ),
             );
         }
-        let mini_responses = b.mini_batch_prompts * r.responses_per_prompt;
+        let mini_responses = b.mini_batch_prompts * self.rollout.responses_per_prompt;
         if b.world_size == 0 || mini_responses % b.world_size != 0 {
             return fail(
                 "batch.world_size",
@@ -397,6 +432,11 @@ impl TrainRecipe {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// Image bounds and in-training validation.
+    fn check_image_and_validation(&self) -> Check {
         if self.image.min_pixels == 0 || self.image.min_pixels > self.image.max_pixels {
             return fail(
                 "image.min_pixels/max_pixels",

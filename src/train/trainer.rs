@@ -86,17 +86,7 @@ struct RunData {
 /// Runs (or resumes) training.
 pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, TrainError> {
     let recipe = &cfg.recipe;
-    if let Some((n, _)) = &cfg.dump_step {
-        if !(recipe.objective.tas && recipe.objective.needs_perception()) {
-            return Err(TrainError::Usage(format!(
-                "--dump-step writes the TAS layout, but recipe {} has no TAS (objective.tas = false)",
-                recipe.name
-            )));
-        }
-        if *n == 0 {
-            return Err(TrainError::Usage("--dump-step counts steps from 1".into()));
-        }
-    }
+    check_dump_step(cfg, None)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| checkpoint::state_error(&cfg.out, e))?;
     let (model_dir, state) = checkpoint::starting_point(&cfg.out, &cfg.init, cfg.resume)?;
     // the checkpoint's processor keeps its own bounds; the recipe's bound the first resize
@@ -124,26 +114,8 @@ pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, Train
         None => (0, DataCursor::default(), 0),
     };
     let mut log = MetricsLog::open(&cfg.out.join(METRICS_FILE), step)?;
-    let total = schedule::rl_total_steps(
-        data.train.len(),
-        recipe.batch.prompts_per_step,
-        recipe.optim.epochs,
-        cfg.steps,
-    )
-    .ok_or_else(|| {
-        TrainError::Usage(format!(
-            "{} training items fill no rollout batch of batch.prompts_per_step = {} (the \
-             reference drops the last partial batch); use more data, fewer prompts per step, \
-             or --steps",
-            data.train.len(),
-            recipe.batch.prompts_per_step
-        ))
-    })?;
-    if let Some((n, _)) = cfg.dump_step.as_ref().filter(|(n, _)| *n > total) {
-        return Err(TrainError::Usage(format!(
-            "--dump-step {n}: the run has {total} steps"
-        )));
-    }
+    let total = total_steps(cfg, data.train.len())?;
+    check_dump_step(cfg, Some(total))?;
     let bar = progress_bar(cfg.progress, total as u64, step as u64);
     let (mut checkpoints, mut last) = (Vec::new(), None);
     while step < total {
@@ -353,6 +325,49 @@ fn run_step(
         lr,
         times,
     ))
+}
+
+/// The run's length in steps: the reference's drop_last count, or `--steps`.
+fn total_steps(cfg: &RunConfig, items: usize) -> Result<usize, TrainError> {
+    let b = &cfg.recipe.batch;
+    schedule::rl_total_steps(
+        items,
+        b.prompts_per_step,
+        cfg.recipe.optim.epochs,
+        cfg.steps,
+    )
+    .ok_or_else(|| {
+        TrainError::Usage(format!(
+            "{items} training items fill no rollout batch of batch.prompts_per_step = {} \
+                 (the reference drops the last partial batch); use more data, fewer prompts \
+                 per step, or --steps",
+            b.prompts_per_step
+        ))
+    })
+}
+
+/// `--dump-step N` needs a recipe with TAS and a step of the run (checked against `total`
+/// once it is known).
+fn check_dump_step(cfg: &RunConfig, total: Option<usize>) -> Result<(), TrainError> {
+    let Some((n, _)) = &cfg.dump_step else {
+        return Ok(());
+    };
+    let o = &cfg.recipe.objective;
+    if !(o.tas && o.needs_perception()) {
+        return Err(TrainError::Usage(format!(
+            "--dump-step writes the TAS layout, but recipe {} has no TAS (objective.tas = false)",
+            cfg.recipe.name
+        )));
+    }
+    if *n == 0 {
+        return Err(TrainError::Usage("--dump-step counts steps from 1".into()));
+    }
+    match total {
+        Some(total) if *n > total => Err(TrainError::Usage(format!(
+            "--dump-step {n}: the run has {total} steps"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Writes `DIR/tas-layout-step-N.jsonl`: one `debug tas-layout` case holding the step's

@@ -122,6 +122,23 @@ const BASE_MODEL: &str = "Qwen/Qwen2.5-VL-7B-Instruct";
 
 /// Translates `recipe` into the reference trainer's configuration.
 pub fn export(recipe: &TrainRecipe) -> VerlExport {
+    let notes = export_notes(recipe);
+    let config = map(vec![
+        ("data", data_section(recipe), None),
+        ("algorithm", algorithm_section(recipe), None),
+        ("worker", worker_section(recipe), None),
+        ("trainer", trainer_section(recipe), None),
+    ]);
+    VerlExport {
+        config,
+        launch_script: launch_script(recipe),
+        readme: export_readme(recipe, &notes),
+        notes,
+    }
+}
+
+/// What the reference cannot express of this recipe (also listed in the README).
+fn export_notes(recipe: &TrainRecipe) -> Vec<String> {
     let o = &recipe.objective;
     let mut notes = Vec::new();
     if recipe.perturbation != Perturbation::PUBLISHED && o.needs_perception() {
@@ -139,9 +156,105 @@ pub fn export(recipe: &TrainRecipe) -> VerlExport {
                 .to_string(),
         );
     }
+    notes
+}
+
+/// `data:`: files, prompt keys, lengths, the rollout batch and the first resize's bounds.
+fn data_section(recipe: &TrainRecipe) -> Yaml {
+    map(vec![
+        ("train_files", s(TRAIN_FILES), None),
+        ("val_files", s(VAL_FILES), None),
+        ("prompt_key", s("problem"), None),
+        ("answer_key", s("answer"), None),
+        ("image_key", s("images"), None),
+        (
+            "max_prompt_length",
+            i(recipe.rollout.max_prompt_tokens),
+            None,
+        ),
+        (
+            "max_response_length",
+            i(recipe.rollout.max_response_tokens),
+            None,
+        ),
+        (
+            "rollout_batch_size",
+            i(recipe.batch.prompts_per_step),
+            Some("prompts per step"),
+        ),
+        (
+            "format_prompt",
+            s("./examples/format_prompt/math_format_perception.jinja"),
+            None,
+        ),
+        ("min_pixels", i(recipe.image.min_pixels), None),
+        ("max_pixels", i(recipe.image.max_pixels), None),
+        ("filter_overlong_prompts", Yaml::Bool(true), None),
+    ])
+}
+
+/// `algorithm:`: advantages, KL, online filtering and VPPO's switches.
+fn algorithm_section(recipe: &TrainRecipe) -> Yaml {
+    let o = &recipe.objective;
     // In the reference, TAS is computed inside the perception branch, which always applies
     // the top-p token mask: "TAS only" is perception on with a top-p of 1.0 (all tokens kept).
     let top_p_perception = if o.tgf { o.rho } else { 1.0 };
+    map(vec![
+        (
+            "adv_estimator",
+            s("grpo"),
+            Some(&format!(
+                "GRPO advantages; the algorithm is {} (set by the switches below)",
+                recipe.algorithm.name().to_uppercase()
+            )),
+        ),
+        ("disable_kl", Yaml::Bool(o.kl_coef == 0.0), None),
+        ("use_kl_loss", Yaml::Bool(o.kl_coef > 0.0), None),
+        ("kl_penalty", s("low_var_kl"), None),
+        ("kl_coef", Yaml::Float(o.kl_coef), None),
+        (
+            "online_filtering",
+            Yaml::Bool(recipe.filtering.enabled),
+            None,
+        ),
+        ("filter_key", s("accuracy"), None),
+        (
+            "filter_low",
+            Yaml::Float(recipe.filtering.accuracy_low),
+            None,
+        ),
+        (
+            "filter_high",
+            Yaml::Float(recipe.filtering.accuracy_high),
+            None,
+        ),
+        (
+            "use_vppo_on_perception",
+            Yaml::Bool(o.needs_perception()),
+            Some("TGF mask (and the S needed by TAS)"),
+        ),
+        (
+            "top_p_perception_tokens",
+            Yaml::Float(top_p_perception),
+            Some("rho; 1.0 keeps every token (TAS only)"),
+        ),
+        ("use_advantage_shaping", Yaml::Bool(o.tas), Some("TAS")),
+        (
+            "advantage_scaling_min",
+            Yaml::Float(o.beta_min),
+            Some("beta_min"),
+        ),
+        (
+            "use_entropy_penalty",
+            Yaml::Bool(o.entropy_coef != 0.0),
+            None,
+        ),
+        ("entropy_penalty_coef", Yaml::Float(o.entropy_coef), None),
+    ])
+}
+
+/// `worker:`: the actor (clipping, batches, model, optimizer), the rollout and the reward.
+fn worker_section(recipe: &TrainRecipe) -> Yaml {
     let (reward_function, reward_kwargs) = if recipe.reward.format_weight == 0.0 {
         (
             "./examples/reward_function/math.py:compute_score_wo_format",
@@ -169,231 +282,133 @@ pub fn export(recipe: &TrainRecipe) -> VerlExport {
         reward.push(("reward_function_kwargs", kwargs, None));
     }
 
-    let config = map(vec![
+    map(vec![
+        ("actor", actor_section(recipe), None),
         (
-            "data",
+            "rollout",
             map(vec![
-                ("train_files", s(TRAIN_FILES), None),
-                ("val_files", s(VAL_FILES), None),
-                ("prompt_key", s("problem"), None),
-                ("answer_key", s("answer"), None),
-                ("image_key", s("images"), None),
+                ("n", i(recipe.rollout.responses_per_prompt), None),
+                ("temperature", Yaml::Float(recipe.rollout.temperature), None),
+                ("top_p", Yaml::Float(recipe.rollout.top_p), None),
+                ("tensor_parallel_size", i(1), None),
                 (
-                    "max_prompt_length",
-                    i(recipe.rollout.max_prompt_tokens),
-                    None,
-                ),
-                (
-                    "max_response_length",
-                    i(recipe.rollout.max_response_tokens),
-                    None,
-                ),
-                (
-                    "rollout_batch_size",
-                    i(recipe.batch.prompts_per_step),
-                    Some("prompts per step"),
-                ),
-                (
-                    "format_prompt",
-                    s("./examples/format_prompt/math_format_perception.jinja"),
-                    None,
-                ),
-                ("min_pixels", i(recipe.image.min_pixels), None),
-                ("max_pixels", i(recipe.image.max_pixels), None),
-                ("filter_overlong_prompts", Yaml::Bool(true), None),
-            ]),
-            None,
-        ),
-        (
-            "algorithm",
-            map(vec![
-                (
-                    "adv_estimator",
-                    s("grpo"),
-                    Some(&format!(
-                        "GRPO advantages; the algorithm is {} (set by the switches below)",
-                        recipe.algorithm.name().to_uppercase()
-                    )),
-                ),
-                ("disable_kl", Yaml::Bool(o.kl_coef == 0.0), None),
-                ("use_kl_loss", Yaml::Bool(o.kl_coef > 0.0), None),
-                ("kl_penalty", s("low_var_kl"), None),
-                ("kl_coef", Yaml::Float(o.kl_coef), None),
-                (
-                    "online_filtering",
-                    Yaml::Bool(recipe.filtering.enabled),
-                    None,
-                ),
-                ("filter_key", s("accuracy"), None),
-                (
-                    "filter_low",
-                    Yaml::Float(recipe.filtering.accuracy_low),
-                    None,
-                ),
-                (
-                    "filter_high",
-                    Yaml::Float(recipe.filtering.accuracy_high),
-                    None,
-                ),
-                (
-                    "use_vppo_on_perception",
-                    Yaml::Bool(o.needs_perception()),
-                    Some("TGF mask (and the S needed by TAS)"),
-                ),
-                (
-                    "top_p_perception_tokens",
-                    Yaml::Float(top_p_perception),
-                    Some("rho; 1.0 keeps every token (TAS only)"),
-                ),
-                ("use_advantage_shaping", Yaml::Bool(o.tas), Some("TAS")),
-                (
-                    "advantage_scaling_min",
-                    Yaml::Float(o.beta_min),
-                    Some("beta_min"),
-                ),
-                (
-                    "use_entropy_penalty",
-                    Yaml::Bool(o.entropy_coef != 0.0),
-                    None,
-                ),
-                ("entropy_penalty_coef", Yaml::Float(o.entropy_coef), None),
-            ]),
-            None,
-        ),
-        (
-            "worker",
-            map(vec![
-                (
-                    "actor",
+                    "val_override_config",
                     map(vec![
-                        ("clip_ratio_low", Yaml::Float(o.clip_low), None),
-                        ("clip_ratio_high", Yaml::Float(o.clip_high), None),
-                        ("clip_ratio_dual", Yaml::Float(o.clip_dual), None),
-                        ("loss_avg_mode", s("token"), None),
-                        ("ppo_epochs", i(recipe.optim.ppo_epochs), None),
                         (
-                            "global_batch_size",
-                            i(recipe.batch.mini_batch_prompts),
-                            Some("mini-batch, in prompts (x n responses)"),
-                        ),
-                        (
-                            "micro_batch_size_per_device_for_update",
-                            i(recipe.batch.micro_batch_responses),
-                            Some("TAS averages over this micro-batch"),
-                        ),
-                        ("micro_batch_size_per_device_for_experience", i(16), None),
-                        (
-                            "dynamic_batching",
-                            Yaml::Bool(false),
-                            Some("fixed micro-batches, as TAS assumes"),
-                        ),
-                        (
-                            "max_grad_norm",
-                            Yaml::Float(recipe.optim.max_grad_norm),
+                            "temperature",
+                            Yaml::Float(recipe.validation.temperature),
                             None,
                         ),
-                        ("padding_free", Yaml::Bool(true), None),
-                        (
-                            "model",
-                            map(vec![
-                                (
-                                    "model_path",
-                                    s(BASE_MODEL),
-                                    Some("overridden by launch.sh's MODEL_PATH"),
-                                ),
-                                ("enable_gradient_checkpointing", Yaml::Bool(true), None),
-                                ("trust_remote_code", Yaml::Bool(true), None),
-                                ("freeze_vision_tower", Yaml::Bool(false), None),
-                            ]),
-                            None,
-                        ),
-                        (
-                            "optim",
-                            map(vec![
-                                ("lr", Yaml::Float(recipe.optim.lr), None),
-                                ("weight_decay", Yaml::Float(recipe.optim.weight_decay), None),
-                                (
-                                    "betas",
-                                    Yaml::List(
-                                        recipe
-                                            .optim
-                                            .betas
-                                            .iter()
-                                            .map(|b| Yaml::Float(*b))
-                                            .collect(),
-                                    ),
-                                    None,
-                                ),
-                                ("strategy", s("adamw_bf16"), None),
-                                ("lr_warmup_ratio", Yaml::Float(0.0), None),
-                                ("lr_warmup_steps", i(recipe.optim.warmup_steps), None),
-                            ]),
-                            None,
-                        ),
-                        ("fsdp", map(vec![("torch_dtype", s("bf16"), None)]), None),
+                        ("n", i(recipe.validation.samples_per_item), Some("avg@n")),
                     ]),
                     None,
                 ),
-                (
-                    "rollout",
-                    map(vec![
-                        ("n", i(recipe.rollout.responses_per_prompt), None),
-                        ("temperature", Yaml::Float(recipe.rollout.temperature), None),
-                        ("top_p", Yaml::Float(recipe.rollout.top_p), None),
-                        ("tensor_parallel_size", i(1), None),
-                        (
-                            "val_override_config",
-                            map(vec![
-                                (
-                                    "temperature",
-                                    Yaml::Float(recipe.validation.temperature),
-                                    None,
-                                ),
-                                ("n", i(recipe.validation.samples_per_item), Some("avg@n")),
-                            ]),
-                            None,
-                        ),
-                    ]),
-                    None,
-                ),
-                ("reward", map(reward), None),
             ]),
             None,
         ),
-        (
-            "trainer",
-            map(vec![
-                ("total_epochs", i(recipe.optim.epochs), None),
-                (
-                    "max_try_make_batch",
-                    i(recipe.filtering.max_sampling_rounds),
-                    Some("online-filtering rounds per batch"),
-                ),
-                ("project_name", s("spotlight"), None),
-                ("experiment_name", s(&recipe.name), None),
-                (
-                    "n_gpus_per_node",
-                    i(recipe.batch.world_size),
-                    Some("the recipe's world_size; TAS ranges are per GPU, so N_GPUS changes them"),
-                ),
-                ("nnodes", i(1), None),
-                (
-                    "val_freq",
-                    Yaml::Int(if recipe.validation.every_steps == 0 {
-                        -1
-                    } else {
-                        i64::try_from(recipe.validation.every_steps).unwrap_or(-1)
-                    }),
-                    None,
-                ),
-                ("val_before_train", Yaml::Bool(true), None),
-                ("save_freq", i(5), None),
-            ]),
-            None,
-        ),
-    ]);
+        ("reward", map(reward), None),
+    ])
+}
 
-    let launch_script = format!(
+/// `worker.actor:`: clipping, batch sizes, the model, the optimizer.
+fn actor_section(recipe: &TrainRecipe) -> Yaml {
+    let o = &recipe.objective;
+    map(vec![
+        ("clip_ratio_low", Yaml::Float(o.clip_low), None),
+        ("clip_ratio_high", Yaml::Float(o.clip_high), None),
+        ("clip_ratio_dual", Yaml::Float(o.clip_dual), None),
+        ("loss_avg_mode", s("token"), None),
+        ("ppo_epochs", i(recipe.optim.ppo_epochs), None),
+        (
+            "global_batch_size",
+            i(recipe.batch.mini_batch_prompts),
+            Some("mini-batch, in prompts (x n responses)"),
+        ),
+        (
+            "micro_batch_size_per_device_for_update",
+            i(recipe.batch.micro_batch_responses),
+            Some("TAS averages over this micro-batch"),
+        ),
+        ("micro_batch_size_per_device_for_experience", i(16), None),
+        (
+            "dynamic_batching",
+            Yaml::Bool(false),
+            Some("fixed micro-batches, as TAS assumes"),
+        ),
+        (
+            "max_grad_norm",
+            Yaml::Float(recipe.optim.max_grad_norm),
+            None,
+        ),
+        ("padding_free", Yaml::Bool(true), None),
+        (
+            "model",
+            map(vec![
+                (
+                    "model_path",
+                    s(BASE_MODEL),
+                    Some("overridden by launch.sh's MODEL_PATH"),
+                ),
+                ("enable_gradient_checkpointing", Yaml::Bool(true), None),
+                ("trust_remote_code", Yaml::Bool(true), None),
+                ("freeze_vision_tower", Yaml::Bool(false), None),
+            ]),
+            None,
+        ),
+        (
+            "optim",
+            map(vec![
+                ("lr", Yaml::Float(recipe.optim.lr), None),
+                ("weight_decay", Yaml::Float(recipe.optim.weight_decay), None),
+                (
+                    "betas",
+                    Yaml::List(recipe.optim.betas.iter().map(|b| Yaml::Float(*b)).collect()),
+                    None,
+                ),
+                ("strategy", s("adamw_bf16"), None),
+                ("lr_warmup_ratio", Yaml::Float(0.0), None),
+                ("lr_warmup_steps", i(recipe.optim.warmup_steps), None),
+            ]),
+            None,
+        ),
+        ("fsdp", map(vec![("torch_dtype", s("bf16"), None)]), None),
+    ])
+}
+
+/// `trainer:`: epochs, sampling rounds, GPUs, validation and saving.
+fn trainer_section(recipe: &TrainRecipe) -> Yaml {
+    map(vec![
+        ("total_epochs", i(recipe.optim.epochs), None),
+        (
+            "max_try_make_batch",
+            i(recipe.filtering.max_sampling_rounds),
+            Some("online-filtering rounds per batch"),
+        ),
+        ("project_name", s("spotlight"), None),
+        ("experiment_name", s(&recipe.name), None),
+        (
+            "n_gpus_per_node",
+            i(recipe.batch.world_size),
+            Some("the recipe's world_size; TAS ranges are per GPU, so N_GPUS changes them"),
+        ),
+        ("nnodes", i(1), None),
+        (
+            "val_freq",
+            Yaml::Int(if recipe.validation.every_steps == 0 {
+                -1
+            } else {
+                i64::try_from(recipe.validation.every_steps).unwrap_or(-1)
+            }),
+            None,
+        ),
+        ("val_before_train", Yaml::Bool(true), None),
+        ("save_freq", i(5), None),
+    ])
+}
+
+/// `launch.sh`: runs the reference trainer on `config.yaml`.
+fn launch_script(recipe: &TrainRecipe) -> String {
+    format!(
         r#"#!/usr/bin/env bash
 # Runs Spotlight recipe `{name}` ({algorithm}) with the authors' EasyR1-based trainer.
 # Run from a checkout of https://github.com/huaixuheqing/VPPO-RL (pip install -e .).
@@ -422,9 +437,12 @@ python3 -m verl.trainer.main \
         model = BASE_MODEL,
         train = TRAIN_FILES,
         val = VAL_FILES,
-    );
+    )
+}
 
-    let readme = format!(
+/// `README.md`: how to run the export, with `notes`.
+fn export_readme(recipe: &TrainRecipe, notes: &[String]) -> String {
+    format!(
         "# `{name}` for the reference trainer\n\n\
          Exported by `spotlight export verl` from recipe `{name}` ({desc}).\n\n\
          1. Clone https://github.com/huaixuheqing/VPPO-RL and `pip install -e .` in it.\n\
@@ -445,14 +463,7 @@ python3 -m verl.trainer.main \
         name = recipe.name,
         desc = recipe.description,
         extra = notes.iter().map(|n| format!("- {n}\n")).collect::<String>(),
-    );
-
-    VerlExport {
-        config,
-        launch_script,
-        readme,
-        notes,
-    }
+    )
 }
 
 /// Writes `config.yaml`, `launch.sh` (executable) and `README.md` into `dir` (created if
