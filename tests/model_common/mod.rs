@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use serde_json::Value;
 
 /// Every fixture checkpoint; tests loop over all of them (nothing is tuned to one shape).
-pub const FIXTURES: &[&str] = &["tiny", "tied", "sharded"];
+pub const FIXTURES: &[&str] = &["tiny", "tied", "sharded", "odd"];
 
 pub fn fixtures_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen25vl")

@@ -134,6 +134,21 @@ FIXTURES = [
         "template_in": "chat_template.jinja",
         "pre": {"size": {"shortest_edge": 3136, "longest_edge": 12845056}},
     },
+    {
+        # odd head counts and widths (6 text heads of 16, 3 vision heads of 16), three layers
+        # each side, an unpadded vocabulary size, transformers-5 processor keys: the shape on
+        # which `debug bench-step` once failed ("sequence 7 has 5 image tokens, its images
+        # need 4")
+        "name": "odd",
+        "seed": 4,
+        "text": dict(hidden=96, heads=6, kv_heads=2, layers=3, inter=160, mrope=[2, 3, 3], theta=1000000.0),
+        "vision": dict(hidden=48, heads=3, depth=3, inter=96, window=56, fullatt=[1]),
+        "tied": False,
+        "shards": 1,
+        "template_in": "chat_template.json",
+        "pre": {"size": {"shortest_edge": 3136, "longest_edge": 12845056}},
+        "vocab": 486,
+    },
 ]
 
 CASES = [
@@ -232,7 +247,7 @@ def hub_config(fx, tok):
             "temporal_patch_size": 2,
         },
         "rope_scaling": {"type": "mrope", "mrope_section": t["mrope"]},
-        "vocab_size": MODEL_VOCAB,
+        "vocab_size": fx.get("vocab", MODEL_VOCAB),
     }
 
 
@@ -493,8 +508,13 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     make_images()
     tok = train_tokenizer()
+    # `--only NAME[,NAME]` rebuilds those fixtures and leaves the others as they are
+    only = None
+    if "--only" in sys.argv:
+        only = set(sys.argv[sys.argv.index("--only") + 1].split(","))
     for fx in FIXTURES:
-        build_fixture(fx, tok)
+        if only is None or fx["name"] in only:
+            build_fixture(fx, tok)
     with open(os.path.join(OUT, "VERSIONS.txt"), "w") as f:
         import tokenizers
         import transformers

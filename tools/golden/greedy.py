@@ -18,13 +18,17 @@ from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "..", "tests", "fixtures", "qwen25vl")
-FIXTURES = ["tiny", "tied", "sharded"]
+FIXTURES = ["tiny", "tied", "sharded", "odd"]
 MAX_NEW_TOKENS = 24
 
 
 def main():
     torch.manual_seed(0)
+    # `--only NAME[,NAME]` writes those fixtures' greedy.json and leaves the others as they are
+    only = set(sys.argv[sys.argv.index("--only") + 1].split(",")) if "--only" in sys.argv else None
     for name in FIXTURES:
+        if only is not None and name not in only:
+            continue
         folder = os.path.join(OUT, name)
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
             folder, attn_implementation="eager", dtype=torch.float32
