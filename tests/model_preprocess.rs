@@ -98,6 +98,70 @@ fn both_pipelines_equal_pillow_and_transformers_on_awkward_images() {
     assert!(full >= 4, "only {full} cases carry pixel_values");
 }
 
+/// The fast processor (`Qwen2VLImageProcessorFast`, torchvision on the CPU, what VPPO-RL's
+/// `use_fast=True` loads) after each pipeline: its `uint8` antialiased bicubic equal to the
+/// last bit, and its fused normalisation to 1e-5.
+#[test]
+fn the_fast_processor_equals_torchvision_on_the_same_images() {
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("cases.json")).unwrap()).unwrap();
+    let mut processor =
+        ImageProcessor::from_file(&root().join("preprocessor_config.json")).unwrap();
+    processor.kind = spotlight::model::ProcessorKind::Fast;
+    let tensors =
+        candle_core::safetensors::load(root().join("pixel_values.safetensors"), &Device::Cpu)
+            .unwrap();
+    let (mut checked, mut full, mut differs_from_slow) = (0, 0, 0);
+    for case in meta["cases"].as_array().unwrap() {
+        let id = case["id"].as_str().unwrap();
+        let fast = &case["fast"];
+        assert!(fast.is_object(), "{id}: no fast-processor reference");
+        let src = SourceImage::open(&root().join(case["image"].as_str().unwrap())).unwrap();
+        let pre = pipeline(case).apply(&src);
+        let resized = processor
+            .resize(&image::DynamicImage::ImageRgb8(pre))
+            .unwrap();
+        let expected = image::open(root().join(fast["resized"].as_str().unwrap()))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(resized.dimensions(), expected.dimensions(), "{id}");
+        let worst = resized
+            .as_raw()
+            .iter()
+            .zip(expected.as_raw())
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .max()
+            .unwrap_or(0);
+        assert_eq!(worst, 0, "{id}: fast pixels differ by up to {worst} levels");
+        let slow = image::open(root().join(case["resized"].as_str().unwrap()))
+            .unwrap()
+            .to_rgb8();
+        differs_from_slow += usize::from(slow != expected);
+        let processed = processor.normalize(&resized);
+        if let Some(key) = fast["pixel_values"].as_str() {
+            let reference: Vec<f32> = tensors[key].flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(reference.len(), processed.pixel_values.len(), "{id}");
+            let d = reference
+                .iter()
+                .zip(&processed.pixel_values)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(d <= 1e-5, "{id}: fast pixel_values differ by {d}");
+            full += 1;
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 20 && full >= 4,
+        "{checked} cases, {full} with pixel_values"
+    );
+    // the two processors are not the same function: some resized images differ
+    assert!(
+        differs_from_slow > 0,
+        "fast and slow agree everywhere: the check is empty"
+    );
+}
+
 fn preprocess(args: &[&str]) -> (Value, std::process::Output) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_spotlight"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -194,6 +258,41 @@ fn model_preprocess_reports_and_writes_what_the_reference_computes() {
     let golden = case("rgb_50x50-train-200704-1003520");
     assert_eq!(v["pre_resized_hw"], serde_json::json!([447, 447]));
     assert_eq!(v["grid_thw"], golden["grid_thw"]);
+    // training follows the recipe's processor: VPPO-RL's fast one
+    assert_eq!(v["processor"]["kind"], "fast");
+
+    // --processor fast on the eval path: torchvision's pixel values
+    let (v, out) = preprocess(&[
+        "--image",
+        root().join("images/rgb_5x7.png").to_str().unwrap(),
+        "--processor",
+        "fast",
+        "--output",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(v["processor"]["kind"], "fast");
+    let written = candle_core::safetensors::load(&out_file, &Device::Cpu).unwrap();
+    let mine: Vec<f32> = written["pixel_values"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let key = case("rgb_5x7-eval")["fast"]["pixel_values"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reference: Vec<f32> = tensors[&key].flatten_all().unwrap().to_vec1().unwrap();
+    let d = mine
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(d <= 1e-5, "fast pixel_values differ by {d}");
 
     // an unreadable image is a usage error naming the file
     let (_, out) = preprocess(&["--image", "no/such.png"]);

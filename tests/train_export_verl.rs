@@ -219,6 +219,9 @@ fn every_recipe_field_is_exported() {
                 "batch.balance" => r.batch.balance,
                 "image.min_pixels" => int(&doc, "data.min_pixels") as usize == r.image.min_pixels,
                 "image.max_pixels" => int(&doc, "data.max_pixels") as usize == r.image.max_pixels,
+                // VPPO-RL always loads the fast processor (`use_fast=True`); the export notes
+                // a recipe that asks for the slow one
+                "image.processor" => r.image.processor == spotlight::model::ProcessorKind::Fast,
                 "validation.every_steps" => {
                     int(&doc, "trainer.val_freq") == r.validation.every_steps as i64
                 }

@@ -72,6 +72,10 @@ pub struct EvalArgs {
     /// processor runs at its own bounds).
     #[arg(long, default_value_t = 589_824)]
     pub max_pixels: u32,
+    /// Which of transformers' image processors the embedded model (`--model`) reproduces:
+    /// `slow` (PIL), as PAPO-Eval's transformers 4.52 loaded it, or `fast` (torchvision).
+    #[arg(long, value_enum, default_value = "slow")]
+    pub image_processor: super::serve::ProcessorArg,
     #[arg(long, default_value_t = 2048)]
     pub max_tokens: u32,
     #[arg(long, default_value_t = 9216)]
@@ -197,6 +201,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
             max_context: args.max_context,
             max_pixels: args.max_pixels,
             image_pipeline: Default::default(),
+            image_processor: args.image_processor.into(),
         },
         limit: args.limit,
         out: args.out.clone(),

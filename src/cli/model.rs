@@ -65,6 +65,10 @@ pub struct PreprocessArgs {
     /// The first resize's pixel cap instead of the path's (eval: 768x768; train: the recipe's).
     #[arg(long)]
     pub max_pixels: Option<u64>,
+    /// Which of transformers' image processors to reproduce. [default: the path's: `slow`
+    /// for eval and processor, the recipe's `[image] processor` (`fast`) for train]
+    #[arg(long, value_enum)]
+    pub processor: Option<super::serve::ProcessorArg>,
     /// Write `pixel_values` (patches x patch values, f32) and `image_grid_thw` here.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -147,7 +151,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<Outcome> {
 fn preprocess(args: &PreprocessArgs) -> anyhow::Result<Outcome> {
     let dir = args.model.resolve()?;
     let pre_path = dir.join("preprocessor_config.json");
-    let processor = if pre_path.is_file() {
+    let mut processor = if pre_path.is_file() {
         ImageProcessor::from_file(&pre_path)?
     } else {
         ImageProcessor::default()
@@ -172,10 +176,14 @@ fn preprocess(args: &PreprocessArgs) -> anyhow::Result<Outcome> {
             if let Some(m) = args.max_pixels {
                 image.max_pixels = m as usize;
             }
+            processor.kind = image.processor;
             image.pre_resize()
         }
         ImagePath::Processor => PreResize::None,
     };
+    if let Some(kind) = args.processor {
+        processor.kind = kind.into();
+    }
     let source = SourceImage::open(&args.image)?;
     let pre = pre_resize.apply(&source);
     let pre_hw = [pre.height(), pre.width()];
@@ -220,7 +228,11 @@ fn preprocess(args: &PreprocessArgs) -> anyhow::Result<Outcome> {
         "path": format!("{:?}", args.path).to_lowercase(),
         "pre_resize": pre_resize,
         "pre_resized_hw": pre_hw,
-        "processor": {"min_pixels": processor.min_pixels, "max_pixels": processor.max_pixels},
+        "processor": {
+            "kind": processor.kind,
+            "min_pixels": processor.min_pixels,
+            "max_pixels": processor.max_pixels
+        },
         "resized_hw": [resized.height(), resized.width()],
         "grid_thw": [g.t, g.h, g.w],
         "patches": processed.num_patches(),

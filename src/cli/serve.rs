@@ -32,6 +32,27 @@ pub struct ServeArgs {
     /// [default: the checkpoint's preprocessor_config.json]
     #[arg(long)]
     pub max_pixels: Option<usize>,
+    /// Which of transformers' image processors to reproduce: `slow` (PIL; what
+    /// `eval --model` uses by default) or `fast` (torchvision; transformers 4.54+'s default,
+    /// so a recent vLLM's).
+    #[arg(long, value_enum, default_value = "slow")]
+    pub image_processor: ProcessorArg,
+}
+
+/// `--image-processor` values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ProcessorArg {
+    Slow,
+    Fast,
+}
+
+impl From<ProcessorArg> for spotlight::model::ProcessorKind {
+    fn from(p: ProcessorArg) -> Self {
+        match p {
+            ProcessorArg::Slow => spotlight::model::ProcessorKind::Slow,
+            ProcessorArg::Fast => spotlight::model::ProcessorKind::Fast,
+        }
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
@@ -46,6 +67,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         }),
         max_context: args.max_context,
         max_pixels: args.max_pixels,
+        processor: args.image_processor.into(),
     };
     let engine = ChatEngine::new(ckpt).with_context(|| format!("starting {}", dir.display()))?;
     let name = settings.served_model.clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::PreResize;
+use crate::model::{PreResize, ProcessorKind};
 
 /// Sampling parameters, recorded in the run folder. Defaults are the authors' evaluation
 /// settings (PAPO-Eval: top-p 1.0, top-k 50, 768x768 pixels, 2048 new tokens, context 9216).
@@ -24,6 +24,10 @@ pub struct Sampling {
     /// as if they had seen the same pixels.
     #[serde(default = "ImagePipeline::before_two_stage")]
     pub image_pipeline: ImagePipeline,
+    /// Which of transformers' image processors the embedded model reproduces (`--model`; an
+    /// `--endpoint` server uses its own). PAPO-Eval's transformers 4.52 loaded the slow one.
+    #[serde(default)]
+    pub image_processor: ProcessorKind,
 }
 
 /// The image path of an evaluation.
@@ -63,6 +67,7 @@ impl Default for Sampling {
             max_context: 9216,
             max_pixels: 589_824,
             image_pipeline: ImagePipeline::LlamaFactory,
+            image_processor: ProcessorKind::Slow,
         }
     }
 }
@@ -103,6 +108,11 @@ impl Sampling {
             "image pipeline",
             self.image_pipeline.name().to_string(),
             other.image_pipeline.name().to_string(),
+        );
+        check(
+            "image processor",
+            self.image_processor.name().to_string(),
+            other.image_processor.name().to_string(),
         );
         out
     }

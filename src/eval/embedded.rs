@@ -38,6 +38,7 @@ pub fn chat_sampling(s: &Sampling) -> ChatSampling {
         max_context: s.max_context as usize,
         pre_resize: s.pre_resize(),
         processor_max_pixels: s.processor_max_pixels(),
+        processor: s.image_processor,
     }
 }
 

@@ -20,7 +20,7 @@ use super::generate::{
     FinishReason, GeneratedSample, GenerationPrompt, SampleRequest, SamplingParams,
 };
 use super::processor::ProcessedImage;
-use super::{Checkpoint, ModelError, PreResize, SourceImage};
+use super::{Checkpoint, ModelError, PreResize, ProcessorKind, SourceImage};
 
 /// Largest number of samples generated in one call.
 const MAX_BATCH: usize = 64;
@@ -42,6 +42,8 @@ pub struct ChatSampling {
     /// A lower `max_pixels` for the processor than the checkpoint's (vLLM's
     /// `mm_processor_kwargs.max_pixels`).
     pub processor_max_pixels: Option<usize>,
+    /// Which of transformers' image processors to reproduce.
+    pub processor: ProcessorKind,
 }
 
 /// One chat turn to answer.
@@ -111,6 +113,7 @@ impl ChatEngine {
     pub fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
         let ckpt = &*self.checkpoint;
         let mut processor = ckpt.image_processor.clone();
+        processor.kind = request.sampling.processor;
         if let Some(cap) = request.sampling.processor_max_pixels {
             processor.max_pixels = processor.max_pixels.min(cap);
             processor.min_pixels = processor.min_pixels.min(processor.max_pixels);

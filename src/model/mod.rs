@@ -47,7 +47,7 @@ pub use generate::{
     FinishReason, GeneratedSample, GenerationPrompt, SampleRequest, SamplingParams,
 };
 pub use pre_resize::{PilMode, PreResize, SourceImage};
-pub use processor::{GridThw, ImageProcessor, ProcessedImage};
+pub use processor::{GridThw, ImageProcessor, ProcessedImage, ProcessorKind};
 pub use prompt::{ChatTemplate, PromptBuilder};
 pub use qwen25vl::{Qwen25Vl, ResponseLogProbs, ScoringRequest, Sequence};
 pub use reference::ModelRef;

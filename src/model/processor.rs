@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::resize::resize_bicubic_rgb8;
+use super::resize::{resize_bicubic_rgb8, resize_bicubic_torch_u8};
 use super::ModelError;
 
 /// Patch-grid size of one image: temporal x height x width, in patches (before merging).
@@ -46,9 +46,35 @@ impl ProcessedImage {
     }
 }
 
+/// Which of transformers' two Qwen2-VL image processors to reproduce. They share
+/// smart_resize but differ in the resample (Pillow's bicubic vs PyTorch's `uint8` antialiased
+/// bicubic: a level apart here and there) and in the rounding of the normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessorKind {
+    /// `Qwen2VLImageProcessor` (PIL): transformers' default before 4.54 or without
+    /// torchvision; PAPO-Eval's (transformers 4.52).
+    #[default]
+    Slow,
+    /// `Qwen2VLImageProcessorFast` (torchvision, on the CPU): what `use_fast=True` loads, as
+    /// VPPO-RL's trainer does, and transformers 4.54+'s default when torchvision is installed.
+    Fast,
+}
+
+impl ProcessorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessorKind::Slow => "slow",
+            ProcessorKind::Fast => "fast",
+        }
+    }
+}
+
 /// Settings of `preprocessor_config.json` that change the output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageProcessor {
+    /// Which implementation's arithmetic to follow (not part of the config file).
+    pub kind: ProcessorKind,
     pub min_pixels: usize,
     pub max_pixels: usize,
     pub patch_size: usize,
@@ -67,6 +93,7 @@ impl Default for ImageProcessor {
     /// transformers' defaults for Qwen2-VL / Qwen2.5-VL (OpenAI CLIP mean and std).
     fn default() -> Self {
         ImageProcessor {
+            kind: ProcessorKind::Slow,
             min_pixels: 56 * 56,
             max_pixels: 28 * 28 * 1280,
             patch_size: 14,
@@ -282,7 +309,12 @@ impl ImageProcessor {
         if (new_w, new_h) == (width, height) {
             return Ok(rgb);
         }
-        let pixels = resize_bicubic_rgb8(rgb.as_raw(), width, height, new_w, new_h);
+        let pixels = match self.kind {
+            ProcessorKind::Slow => resize_bicubic_rgb8(rgb.as_raw(), width, height, new_w, new_h),
+            ProcessorKind::Fast => {
+                resize_bicubic_torch_u8(rgb.as_raw(), 3, width, height, new_w, new_h)
+            }
+        };
         image::RgbImage::from_raw(new_w as u32, new_h as u32, pixels).ok_or_else(|| {
             ModelError::Image {
                 source_name: format!("{width}x{height} image"),
@@ -299,6 +331,19 @@ impl ImageProcessor {
         // channel-first float image
         let plane = new_h * new_w;
         let mut chw = vec![0f32; 3 * plane];
+        if self.kind == ProcessorKind::Fast && self.do_rescale && self.do_normalize {
+            // the fast processor fuses rescale into normalisation: f32 mean and std times
+            // 1 / rescale_factor (an f32 product), then (x - mean) / std in f32
+            let unit = (1.0 / self.rescale_factor) as f32;
+            let mean = self.image_mean.map(|m| m * unit);
+            let std = self.image_std.map(|s| s * unit);
+            for (i, px) in pixels.chunks_exact(3).enumerate() {
+                for c in 0..3 {
+                    chw[c * plane + i] = (px[c] as f32 - mean[c]) / std[c];
+                }
+            }
+            return self.patchify(&chw, new_h, new_w);
+        }
         for (i, px) in pixels.chunks_exact(3).enumerate() {
             for c in 0..3 {
                 let mut x = if self.do_rescale {

@@ -165,6 +165,119 @@ pub fn resize_nearest_u8(
     out
 }
 
+/// PyTorch's bicubic antialiased resize of `uint8` images on the CPU
+/// (`torch.nn.functional.interpolate(..., mode="bicubic", antialias=True)`, which torchvision's
+/// `resize` and so transformers' *fast* image processors call on `uint8` tensors): Pillow's
+/// separable filter and support, weights computed in f64 and normalised, then rounded to 16-bit
+/// integers with as many fractional bits as keep the largest weight below 2^15 (Pillow-SIMD's
+/// scheme, per pass), accumulated in integers, rounded and clipped after each pass, width first.
+/// It differs from [`resize_bicubic_u8`] (22 fractional bits) by a level here and there.
+pub fn resize_bicubic_torch_u8(
+    pixels: &[u8],
+    channels: usize,
+    width: usize,
+    height: usize,
+    new_width: usize,
+    new_height: usize,
+) -> Vec<u8> {
+    let c_n = channels;
+    let mut src: Vec<u8> = pixels.to_vec();
+    let (mut w, h) = (width, height);
+    if new_width != w {
+        let (coeffs, precision) = torch_coefficients(w, new_width);
+        let half = 1i64 << (precision - 1);
+        let mut out = vec![0u8; new_width * h * c_n];
+        for y in 0..h {
+            let row = &src[y * w * c_n..(y + 1) * w * c_n];
+            for (xx, (xmin, k)) in coeffs.iter().enumerate() {
+                for c in 0..c_n {
+                    let mut acc = half;
+                    for (i, &kv) in k.iter().enumerate() {
+                        acc += row[(xmin + i) * c_n + c] as i64 * kv as i64;
+                    }
+                    out[(y * new_width + xx) * c_n + c] = (acc >> precision).clamp(0, 255) as u8;
+                }
+            }
+        }
+        src = out;
+        w = new_width;
+    }
+    if new_height != h {
+        let (coeffs, precision) = torch_coefficients(h, new_height);
+        let half = 1i64 << (precision - 1);
+        let mut out = vec![0u8; w * new_height * c_n];
+        for (yy, (ymin, k)) in coeffs.iter().enumerate() {
+            for x in 0..w {
+                for c in 0..c_n {
+                    let mut acc = half;
+                    for (i, &kv) in k.iter().enumerate() {
+                        acc += src[((ymin + i) * w + x) * c_n + c] as i64 * kv as i64;
+                    }
+                    out[(yy * w + x) * c_n + c] = (acc >> precision).clamp(0, 255) as u8;
+                }
+            }
+        }
+        src = out;
+    }
+    src
+}
+
+/// The normalised f64 weights of [`coefficients`], as 16-bit integers with PyTorch's
+/// precision rule, and that precision.
+fn torch_coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, Vec<i32>)>, u32) {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = 2.0 * filterscale;
+    let ss = 1.0 / filterscale;
+    let weights: Vec<(usize, Vec<f64>)> = (0..out_size)
+        .map(|xx| {
+            let center = scale * (xx as f64 + 0.5);
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64).max(0) as usize;
+            let mut w: Vec<f64> = (0..xmax.saturating_sub(xmin))
+                .map(|j| bicubic((j as f64 + xmin as f64 - center + 0.5) * ss))
+                .collect();
+            let total: f64 = w.iter().sum();
+            if total != 0.0 {
+                for v in &mut w {
+                    *v /= total;
+                }
+            }
+            (xmin, w)
+        })
+        .collect();
+    let max_weight = weights
+        .iter()
+        .flat_map(|(_, w)| w.iter().copied())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut precision = 0u32;
+    while precision < 21 {
+        let next = (0.5 + max_weight * (1u64 << (precision + 1)) as f64) as i64;
+        if next >= 1 << 15 {
+            break;
+        }
+        precision += 1;
+    }
+    let unit = (1u64 << precision) as f64;
+    let fixed = weights
+        .into_iter()
+        .map(|(xmin, w)| {
+            let k = w
+                .iter()
+                .map(|&v| {
+                    if v < 0.0 {
+                        (-0.5 + v * unit) as i32
+                    } else {
+                        (0.5 + v * unit) as i32
+                    }
+                })
+                .collect();
+            (xmin, k)
+        })
+        .collect();
+    (fixed, precision)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

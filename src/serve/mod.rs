@@ -35,6 +35,8 @@ pub struct ServeSettings {
     /// The processor's pixel cap when a request does not give `mm_processor_kwargs.max_pixels`
     /// (`None`: the checkpoint's own).
     pub max_pixels: Option<usize>,
+    /// Which of transformers' image processors to reproduce.
+    pub processor: crate::model::ProcessorKind,
 }
 
 struct AppState {
@@ -290,6 +292,7 @@ pub fn parse_request(body: &Value, settings: &ServeSettings) -> Result<ParsedReq
                 // them pre-resized as PAPO-Eval does); the processor runs as vLLM's would
                 pre_resize: PreResize::None,
                 processor_max_pixels: max_pixels,
+                processor: settings.processor,
             },
         },
         n,
@@ -369,6 +372,7 @@ mod tests {
             served_model: "m".into(),
             max_context: 100,
             max_pixels: Some(1000),
+            processor: crate::model::ProcessorKind::Slow,
         }
     }
 

@@ -155,6 +155,14 @@ fn default_true() -> bool {
 pub struct ImageSection {
     pub min_pixels: usize,
     pub max_pixels: usize,
+    /// Which of transformers' image processors to reproduce: `fast` (the default) is what
+    /// VPPO-RL's trainer loads (`use_fast=True`), `slow` the PIL one.
+    #[serde(default = "fast_processor")]
+    pub processor: crate::model::ProcessorKind,
+}
+
+fn fast_processor() -> crate::model::ProcessorKind {
+    crate::model::ProcessorKind::Fast
 }
 
 impl ImageSection {

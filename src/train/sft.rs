@@ -157,12 +157,12 @@ pub fn sft(cfg: &SftConfig, registry: &Registry) -> Result<SftOutcome, TrainErro
     let r = &cfg.recipe;
     std::fs::create_dir_all(&cfg.out).map_err(|e| checkpoint::state_error(&cfg.out, e))?;
     let (model_dir, state) = checkpoint::starting_point(&cfg.out, &cfg.init, cfg.resume)?;
-    let mut ckpt = load_for_sft(&model_dir)?;
+    let mut ckpt = load_for_sft(&model_dir, r)?;
     let data = sft_data(cfg, registry, &ckpt)?;
     data.plan.check_or_store(&cfg.out, state.is_some())?;
     let accuracy_before = match &state {
         // the held-out score of the init checkpoint, as an uninterrupted run measured it
-        Some(_) => evaluate(cfg, &load_for_sft(&cfg.init)?, &data.held_out)?,
+        Some(_) => evaluate(cfg, &load_for_sft(&cfg.init, r)?, &data.held_out)?,
         None => evaluate(cfg, &ckpt, &data.held_out)?,
     };
     let params = checkpoint::named_vars(&ckpt)?;
@@ -195,7 +195,7 @@ pub fn sft(cfg: &SftConfig, registry: &Registry) -> Result<SftOutcome, TrainErro
     bar.finish();
     ckpt.save(&cfg.out, DType::F32)?;
     // a resumed run that had nothing left to do still reports the model's held-out score
-    ckpt = load_for_sft(&cfg.out)?;
+    ckpt = load_for_sft(&cfg.out, r)?;
     let accuracy_after = evaluate(cfg, &ckpt, &data.held_out)?;
     Ok(SftOutcome {
         steps: total,
@@ -207,9 +207,12 @@ pub fn sft(cfg: &SftConfig, registry: &Registry) -> Result<SftOutcome, TrainErro
 }
 
 /// A checkpoint as SFT uses it: its processor keeps its own bounds (the recipe's `[image]`
-/// bounds apply to the first resize of the data, as in RL training).
-fn load_for_sft(dir: &Path) -> Result<Checkpoint, TrainError> {
-    Ok(Checkpoint::load(dir)?)
+/// bounds apply to the first resize of the data, as in RL training) and runs as the recipe's
+/// implementation.
+fn load_for_sft(dir: &Path, r: &SftRecipe) -> Result<Checkpoint, TrainError> {
+    let mut ckpt = Checkpoint::load(dir)?;
+    ckpt.image_processor.kind = r.image.processor;
+    Ok(ckpt)
 }
 
 /// Reads the training items that have a solution, their target tokens, the held-out items,

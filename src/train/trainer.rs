@@ -89,8 +89,10 @@ pub fn train(cfg: &RunConfig, registry: &Registry) -> Result<TrainOutcome, Train
     check_dump_step(cfg, None)?;
     std::fs::create_dir_all(&cfg.out).map_err(|e| checkpoint::state_error(&cfg.out, e))?;
     let (model_dir, state) = checkpoint::starting_point(&cfg.out, &cfg.init, cfg.resume)?;
-    // the checkpoint's processor keeps its own bounds; the recipe's bound the first resize
-    let ckpt = Checkpoint::load(&model_dir)?;
+    // the checkpoint's processor keeps its own bounds (the recipe's bound the first resize)
+    // and runs as the recipe's implementation
+    let mut ckpt = Checkpoint::load(&model_dir)?;
+    ckpt.image_processor.kind = recipe.image.processor;
     let data = run_data(cfg, registry, &ckpt)?;
     // The KL term's frozen reference is the init checkpoint (also on resume, where `ckpt` is
     // the last saved one), loaded once with the same processor bounds.

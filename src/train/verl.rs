@@ -149,6 +149,14 @@ fn export_notes(recipe: &TrainRecipe) -> Vec<String> {
             recipe.perturbation
         ));
     }
+    if recipe.image.processor != crate::model::ProcessorKind::Fast {
+        notes.push(
+            "the reference loads the fast (torchvision) image processor (`use_fast=True` in \
+             verl/trainer/main.py and fsdp_workers.py); this recipe asks for the slow one, which \
+             it cannot express"
+                .to_string(),
+        );
+    }
     if !recipe.batch.balance {
         notes.push(
             "the reference always length-balances rows across GPUs (ray_trainer.py \

@@ -13,7 +13,10 @@ the reference computes:
 
 The resizing is done by Pillow itself and the processor is transformers' own slow
 `Qwen2VLImageProcessor` (pinned in requirements-preprocess.txt; no torch needed), so only the
-two short size rules are a transcription. Each case records the pre-resized size, the
+two short size rules are a transcription. When torch and torchvision are importable
+(requirements-preprocess-fast.txt), every case is also run through
+`Qwen2VLImageProcessorFast` on the CPU (what VPPO-RL's `use_fast=True` loads), recorded under
+`fast`. Each case records the pre-resized size, the
 processor's grid, the processor's resized image (recovered exactly from `pixel_values`, which
 are an affine function of it) as PNG, and for the small cases `pixel_values` themselves.
 
@@ -33,6 +36,13 @@ import transformers
 from PIL import Image
 from safetensors.numpy import save_file
 from transformers import Qwen2VLImageProcessor
+
+try:
+    import torch
+    import torchvision
+    from transformers import Qwen2VLImageProcessorFast
+except ImportError:  # the slow processor alone
+    torch = None
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = os.path.join(ROOT, "tests", "fixtures", "preprocess")
@@ -161,6 +171,18 @@ CASES = [
 FULL_PIXELS_MAX_PATCHES = 24
 
 
+def recover_uint8(pv, grid, patch, merge, mean, std, fused):
+    """The processor's resized image from its pixel_values (an affine image of uint8)."""
+    t, gh, gw = grid
+    arr = pv.astype(np.float64).reshape(gh // merge, gw // merge, merge, merge, 3, 2, patch, patch)[:, :, :, :, :, 0]
+    chw = arr.transpose(4, 0, 2, 5, 1, 3, 6).reshape(3, gh * patch, gw * patch)
+    rgb = chw * std[:, None, None] * 255.0 + mean[:, None, None] * 255.0
+    recovered = np.rint(rgb)
+    err = float(np.abs(rgb - recovered).max())
+    assert err < 2e-3, f"pixel_values are not an affine image of uint8 ({err}, fused={fused})"
+    return Image.fromarray(recovered.transpose(1, 2, 0).astype(np.uint8))
+
+
 def main():
     os.makedirs(os.path.join(OUT, "images"), exist_ok=True)
     os.makedirs(os.path.join(OUT, "resized"), exist_ok=True)
@@ -169,7 +191,9 @@ def main():
         im.save(os.path.join(OUT, "images", f"{name}.png"))
     with open(os.path.join(OUT, "preprocessor_config.json"), "w") as f:
         json.dump(PROCESSOR, f, indent=2)
-    processor = Qwen2VLImageProcessor(**{k: v for k, v in PROCESSOR.items() if "class" not in k and "type" not in k})
+    settings = {k: v for k, v in PROCESSOR.items() if "class" not in k and "type" not in k}
+    processor = Qwen2VLImageProcessor(**settings)
+    fast = Qwen2VLImageProcessorFast(**settings) if torch is not None else None
     mean = np.array(PROCESSOR["image_mean"], dtype=np.float64)
     std = np.array(PROCESSOR["image_std"], dtype=np.float64)
     p, m = PROCESSOR["patch_size"], PROCESSOR["merge_size"]
@@ -213,6 +237,18 @@ def main():
             key = f"pixel_values_{i}"
             tensors[key] = out["pixel_values"].astype(np.float32)
             case["pixel_values"] = key
+        if fast is not None:
+            fo = fast(images=[pre], return_tensors="pt", device="cpu")
+            fpv = fo["pixel_values"].numpy()
+            fgrid = [int(v) for v in fo["image_grid_thw"][0]]
+            assert fgrid == [t, gh, gw], f"{name}: fast grid {fgrid} vs slow {[t, gh, gw]}"
+            fast_file = f"resized/{case_id}-fast.png"
+            recover_uint8(fpv, fgrid, p, m, mean, std, True).save(os.path.join(OUT, fast_file))
+            case["fast"] = {"resized": fast_file}
+            if t * gh * gw <= FULL_PIXELS_MAX_PATCHES:
+                key = f"pixel_values_fast_{i}"
+                tensors[key] = fpv.astype(np.float32)
+                case["fast"]["pixel_values"] = key
         cases.append(case)
     save_file(tensors, os.path.join(OUT, "pixel_values.safetensors"))
     meta = {
@@ -221,6 +257,7 @@ def main():
         "pillow": PIL.__version__,
         "numpy": np.__version__,
         "processor": "Qwen2VLImageProcessor (slow, PIL)",
+        "fast_processor": None if torch is None else f"Qwen2VLImageProcessorFast (torch {torch.__version__}, torchvision {torchvision.__version__}, CPU {torch.backends.cpu.get_cpu_capability()})",
         "cases": cases,
     }
     with open(os.path.join(OUT, "cases.json"), "w") as f:
