@@ -131,6 +131,8 @@ def make_images():
     out["rgb_6000x28"] = Image.fromarray(scene(6000, 28, 5))
     out["rgb_27x5400"] = Image.fromarray(scene(27, 5400, 6))
     out["rgb_101x67"] = Image.fromarray(scene(101, 67, 7))
+    # 126 / 28 = 4.5 and 70 / 28 = 2.5: smart_resize's round() ties, half to even
+    out["rgb_126x70"] = Image.fromarray(scene(126, 70, 13))
     a = scene(120, 90, 8)
     alpha = np.tile(np.linspace(0, 255, 120).round().astype(np.uint8), (90, 1))
     alpha[:10] = 0
@@ -153,6 +155,7 @@ CASES = [
     ("rgb_6000x28", "eval", None),
     ("rgb_27x5400", "eval", None),
     ("rgb_101x67", "eval", None),
+    ("rgb_126x70", "eval", None),
     ("rgb_101x67", "train", (8000, 12544)),
     ("rgba_120x90", "eval", None),
     ("rgba_120x90", "train", (20000, 40000)),
