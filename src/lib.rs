@@ -19,6 +19,7 @@ pub mod compare;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod perception;
 pub mod report;
 pub mod run_folder;
 pub mod seed;

@@ -50,6 +50,9 @@ enum Command {
     /// the history of a training run's checkpoints.
     #[command(subcommand)]
     Report(cli::report::ReportCommand),
+    /// How much each token of a response depends on the image (token perception, measured
+    /// as the trainer measures it).
+    Perception(Box<cli::perception::PerceptionArgs>),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Export(cmd) => cli::export::run(cmd),
         Command::Compare(args) => cli::compare::run(args),
         Command::Report(cmd) => cli::report::run(cmd),
+        Command::Perception(args) => cli::perception::run(*args),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

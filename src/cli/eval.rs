@@ -75,7 +75,7 @@ pub struct EvalArgs {
     /// Which of transformers' image processors the embedded model (`--model`) reproduces:
     /// `slow` (PIL), as PAPO-Eval's transformers 4.52 loaded it, or `fast` (torchvision).
     #[arg(long, value_enum, default_value = "slow")]
-    pub image_processor: super::serve::ProcessorArg,
+    pub image_processor: super::image_path::ProcessorArg,
     #[arg(long, default_value_t = 2048)]
     pub max_tokens: u32,
     #[arg(long, default_value_t = 9216)]

@@ -6,7 +6,7 @@ use anyhow::Context;
 use serde_json::json;
 use spotlight::model::weights::WeightFiles;
 use spotlight::model::{
-    ChatTemplate, Checkpoint, GenerationPrompt, ImageProcessor, LoadOptions, ModelRef, PreResize,
+    ChatTemplate, Checkpoint, GenerationPrompt, ImageProcessor, LoadOptions, ModelRef,
     Qwen25VlConfig, SampleRequest, SamplingParams, ScoringRequest, SourceImage,
 };
 
@@ -37,17 +37,6 @@ pub enum ModelCommand {
     Preprocess(PreprocessArgs),
 }
 
-/// Which image path `model preprocess` follows.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum ImagePath {
-    /// `spotlight eval` (PAPO-Eval: LLaMA-Factory's Qwen2-VL pre-resize, 768x768 cap).
-    Eval,
-    /// `spotlight train` / `sft` (VPPO-RL: EasyR1's `process_image` at the recipe's bounds).
-    Train,
-    /// transformers' processor alone (what `model logprobs` and `generate` use).
-    Processor,
-}
-
 #[derive(clap::Args)]
 pub struct PreprocessArgs {
     /// Checkpoint folder (only its preprocessor_config.json is read).
@@ -56,19 +45,8 @@ pub struct PreprocessArgs {
     /// The image file.
     #[arg(long)]
     pub image: PathBuf,
-    /// Which path to follow.
-    #[arg(long = "for", value_enum, default_value = "eval")]
-    pub path: ImagePath,
-    /// Recipe whose `[image]` bounds the `train` path uses. [default: recipes/vppo.toml]
-    #[arg(long)]
-    pub recipe: Option<PathBuf>,
-    /// The first resize's pixel cap instead of the path's (eval: 768x768; train: the recipe's).
-    #[arg(long)]
-    pub max_pixels: Option<u64>,
-    /// Which of transformers' image processors to reproduce. [default: the path's: `slow`
-    /// for eval and processor, the recipe's `[image] processor` (`fast`) for train]
-    #[arg(long, value_enum)]
-    pub processor: Option<super::serve::ProcessorArg>,
+    #[command(flatten)]
+    pub image_path: super::image_path::ImagePathArgs,
     /// Write `pixel_values` (patches x patch values, f32) and `image_grid_thw` here.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -150,40 +128,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<Outcome> {
 
 fn preprocess(args: &PreprocessArgs) -> anyhow::Result<Outcome> {
     let dir = args.model.resolve()?;
-    let pre_path = dir.join("preprocessor_config.json");
-    let mut processor = if pre_path.is_file() {
-        ImageProcessor::from_file(&pre_path)?
-    } else {
-        ImageProcessor::default()
-    };
-    let pre_resize = match args.path {
-        ImagePath::Eval => match args.max_pixels {
-            Some(max_pixels) => PreResize::LlamaFactory {
-                min_pixels: 32 * 32,
-                max_pixels,
-            },
-            None => PreResize::EVAL,
-        },
-        ImagePath::Train => {
-            let recipe_path = match &args.recipe {
-                Some(p) => p.clone(),
-                None => spotlight::bench::Registry::discover()?
-                    .root
-                    .join("recipes/vppo.toml"),
-            };
-            let recipe = spotlight::train::TrainRecipe::load(&recipe_path)?;
-            let mut image = recipe.image.clone();
-            if let Some(m) = args.max_pixels {
-                image.max_pixels = m as usize;
-            }
-            processor.kind = image.processor;
-            image.pre_resize()
-        }
-        ImagePath::Processor => PreResize::None,
-    };
-    if let Some(kind) = args.processor {
-        processor.kind = kind.into();
-    }
+    let (pre_resize, processor) = args.image_path.resolve(&dir)?;
     let source = SourceImage::open(&args.image)?;
     let pre = pre_resize.apply(&source);
     let pre_hw = [pre.height(), pre.width()];
@@ -225,7 +170,7 @@ fn preprocess(args: &PreprocessArgs) -> anyhow::Result<Outcome> {
         "image": args.image.display().to_string(),
         "mode": source.mode.name(),
         "original_hw": [source.height, source.width],
-        "path": format!("{:?}", args.path).to_lowercase(),
+        "path": args.image_path.name(),
         "pre_resize": pre_resize,
         "pre_resized_hw": pre_hw,
         "processor": {

@@ -36,23 +36,7 @@ pub struct ServeArgs {
     /// `eval --model` uses by default) or `fast` (torchvision; transformers 4.54+'s default,
     /// so a recent vLLM's).
     #[arg(long, value_enum, default_value = "slow")]
-    pub image_processor: ProcessorArg,
-}
-
-/// `--image-processor` values.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum ProcessorArg {
-    Slow,
-    Fast,
-}
-
-impl From<ProcessorArg> for spotlight::model::ProcessorKind {
-    fn from(p: ProcessorArg) -> Self {
-        match p {
-            ProcessorArg::Slow => spotlight::model::ProcessorKind::Slow,
-            ProcessorArg::Fast => spotlight::model::ProcessorKind::Fast,
-        }
-    }
+    pub image_processor: super::image_path::ProcessorArg,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {

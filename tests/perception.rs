@@ -1,0 +1,118 @@
+//! `spotlight perception` (single-case mode) against transformers: token dependency S of each
+//! response token, computed by `tools/golden/perception.py` on the `tiny` and `odd` fixtures
+//! with the full-mask measure (grey 128 and black) and the text-only prompt.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn single_case_dependency_equals_transformers() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/fixtures/perception/cases.json")).unwrap(),
+    )
+    .unwrap();
+    let cases = meta["cases"].as_array().unwrap();
+    assert!(cases.len() >= 18);
+    let mut worst = 0f64;
+    for case in cases {
+        let label = format!(
+            "{}/{} {} {}",
+            case["fixture"], case["case"], case["measure"], case["fill"]
+        );
+        let fixture = root
+            .join("tests/fixtures/qwen25vl")
+            .join(case["fixture"].as_str().unwrap());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spotlight"));
+        cmd.current_dir(root)
+            .args(["perception", "--json", "--model"])
+            .arg(&fixture)
+            .arg("--image")
+            .arg(
+                root.join("tests/fixtures/qwen25vl/images")
+                    .join(case["image"].as_str().unwrap()),
+            )
+            .args(["--prompt", case["prompt"].as_str().unwrap()])
+            .args(["--response", case["response"].as_str().unwrap()]);
+        match case["measure"].as_str().unwrap() {
+            "full_mask" => {
+                cmd.args(["--measure", "full-mask", "--fill"])
+                    .arg(case["fill"].to_string());
+            }
+            "no_image" => {
+                cmd.args(["--measure", "no-image"]);
+            }
+            other => panic!("{other}"),
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["token_ids"], case["response_ids"], "{label}: token ids");
+        for key in ["logprobs", "perturbed_logprobs", "token_dependency"] {
+            let (mine, theirs) = (v[key].as_array().unwrap(), case[key].as_array().unwrap());
+            assert_eq!(mine.len(), theirs.len(), "{label}: {key}");
+            for (a, b) in mine.iter().zip(theirs) {
+                let d = (a.as_f64().unwrap() - b.as_f64().unwrap()).abs();
+                worst = worst.max(d);
+                assert!(d <= 1e-4, "{label}: {key} differs by {d}");
+            }
+        }
+        let d = (v["trajectory_dependency"].as_f64().unwrap()
+            - case["trajectory_dependency"].as_f64().unwrap())
+        .abs();
+        assert!(d <= 1e-4, "{label}: trajectory dependency differs by {d}");
+    }
+    println!("{} cases, max |delta| {worst:e}", cases.len());
+}
+
+/// The random measures draw from the seeded stream: the same seed gives the same image,
+/// another seed another, and `--mask-out` writes the image the processor received.
+#[test]
+fn the_blackening_measure_is_seeded_and_written_out() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |seed: u64, out: &std::path::Path| -> Value {
+        let o = Command::new(env!("CARGO_BIN_EXE_spotlight"))
+            .current_dir(root)
+            .args([
+                "perception",
+                "--json",
+                "--model",
+                "tests/fixtures/qwen25vl/tiny",
+            ])
+            .args(["--image", "tests/fixtures/qwen25vl/images/wide84x112.png"])
+            .args([
+                "--prompt",
+                "What colour is the shape?",
+                "--response",
+                "The shape is red.",
+            ])
+            .args(["--seed", &seed.to_string(), "--mask-out"])
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (a, b, c) = (
+        dir.path().join("a.png"),
+        dir.path().join("b.png"),
+        dir.path().join("c.png"),
+    );
+    let (va, vb, _) = (run(1, &a), run(1, &b), run(2, &c));
+    assert_eq!(va["token_dependency"], vb["token_dependency"]);
+    let img = |p: &std::path::Path| image::open(p).unwrap().to_rgb8();
+    assert_eq!(img(&a), img(&b));
+    assert_ne!(img(&a), img(&c));
+    let black = img(&a).pixels().filter(|p| p.0 == [0, 0, 0]).count();
+    let total = (img(&a).width() * img(&a).height()) as usize;
+    assert!(
+        black > total / 5 && black < total * 4 / 5,
+        "{black} of {total} pixels black"
+    );
+}
