@@ -113,3 +113,406 @@ pub fn processed(
 ) -> Result<ProcessedImage, ModelError> {
     processor.preprocess(&image::DynamicImage::ImageRgb8(image.clone()))
 }
+
+/// Settings of a benchmark measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSettings {
+    /// Responses sampled per item.
+    pub k: usize,
+    pub measure: Measure,
+    pub seed: u64,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub max_tokens: usize,
+    /// TGF's keep fraction, for the `tgf_selected` column (the paper's 0.4).
+    pub rho: f64,
+}
+
+/// One response token, as `tokens.parquet` stores it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenRow {
+    pub benchmark: String,
+    pub item_id: String,
+    pub sample: u32,
+    pub position: u32,
+    pub token: String,
+    pub token_id: u32,
+    pub logprob: f64,
+    pub perturbed_logprob: f64,
+    pub dependency: f64,
+    pub tgf_selected: bool,
+    pub correct: bool,
+}
+
+/// One response's trajectory dependency and verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Trajectory {
+    pub dependency: f64,
+    pub correct: bool,
+    pub tokens: usize,
+}
+
+/// What one benchmark gave.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub tokens: Vec<TokenRow>,
+    pub trajectories: Vec<Trajectory>,
+    /// Seconds of the measure's scoring pass (the extra cost of perception).
+    pub measure_seconds: f64,
+}
+
+/// Samples `settings.k` responses per example with the embedded model, scores each with the
+/// original and the measure's images through the trainer's scoring pass, and derives every
+/// token's S, its TGF selection and the trajectory values with the trainer's functions.
+pub fn measure_benchmark(
+    ckpt: &Checkpoint,
+    benchmark: &str,
+    examples: &[crate::train::Example],
+    grader: std::sync::Arc<dyn crate::eval::Grader>,
+    settings: &RunSettings,
+) -> Result<Measured, crate::train::TrainError> {
+    use crate::train::perception::gradient_filter_mask;
+    use crate::train::rollout::{sample_groups, validation_params, Rewarder, Stream};
+    use crate::train::scoring::score_rows;
+    use crate::train::update::response_mask;
+    if settings.measure == Measure::NoImage {
+        return Err(crate::train::TrainError::Usage(
+            "--measure no-image is available in the single-case mode only (for now)".into(),
+        ));
+    }
+    let params = validation_params(
+        ckpt,
+        settings.temperature,
+        settings.top_p,
+        settings.max_tokens,
+    );
+    let rewarder = Rewarder::accuracy_only(grader);
+    let all: Vec<usize> = (0..examples.len()).collect();
+    let mut rows = Vec::new();
+    for chosen in all.chunks(8) {
+        for group in sample_groups(
+            ckpt,
+            examples,
+            chosen,
+            settings.k,
+            &params,
+            settings.seed,
+            Stream::Validation,
+            &rewarder,
+        )? {
+            rows.extend(group);
+        }
+    }
+    let width = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
+    let images: Vec<Vec<&ProcessedImage>> = rows
+        .iter()
+        .map(|r| examples[r.example].images.iter().collect())
+        .collect();
+    let old = score_rows(
+        ckpt,
+        examples,
+        &rows,
+        &images,
+        settings.temperature,
+        8,
+        width,
+    )?;
+    let started = std::time::Instant::now();
+    let perturbed: Vec<Vec<ProcessedImage>> = rows
+        .iter()
+        .map(|r| {
+            let ex = &examples[r.example];
+            ex.sources
+                .iter()
+                .map(|src| {
+                    let p = settings
+                        .measure
+                        .perturbed(src, settings.seed, &ex.id, r.sample)
+                        .unwrap_or_else(|| src.clone());
+                    processed(&ckpt.image_processor, &p)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<_, _>>()?;
+    let refs: Vec<Vec<&ProcessedImage>> = perturbed.iter().map(|p| p.iter().collect()).collect();
+    let aug = score_rows(ckpt, examples, &rows, &refs, settings.temperature, 8, width)?;
+    let measure_seconds = started.elapsed().as_secs_f64();
+    let mask = response_mask(&rows, width);
+    let s = token_dependency(&mask, &old, &aug);
+    let trajectory = trajectory_dependency(&s, &mask);
+    let tgf = gradient_filter_mask(&s, &mask, settings.rho);
+    let builder = ckpt.prompt_builder()?;
+    let mut tokens = Vec::new();
+    let mut trajectories = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        let correct = r.accuracy > 0.5;
+        let texts = builder.decode_each(&r.tokens)?;
+        for (t, (&id, text)) in r.tokens.iter().zip(texts).enumerate() {
+            tokens.push(TokenRow {
+                benchmark: benchmark.to_string(),
+                item_id: examples[r.example].id.clone(),
+                sample: r.sample,
+                position: t as u32,
+                token: text,
+                token_id: id,
+                logprob: old.row(i)[t],
+                perturbed_logprob: aug.row(i)[t],
+                dependency: s.row(i)[t],
+                tgf_selected: tgf.row(i)[t] > 0.5,
+                correct,
+            });
+        }
+        trajectories.push(Trajectory {
+            dependency: trajectory[i],
+            correct,
+            tokens: r.tokens.len(),
+        });
+    }
+    Ok(Measured {
+        tokens,
+        trajectories,
+        measure_seconds,
+    })
+}
+
+/// The paper's two observations in numbers: how sparse token dependency is, and how much
+/// trajectories differ.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub responses: usize,
+    pub tokens: usize,
+    pub mean_dependency: f64,
+    /// Share of tokens with S above 0.01, 0.1 and 1.
+    pub share_above: [(f64, f64); 3],
+    /// Share of the total dependency carried by the top 10% and top 40% of tokens.
+    pub top_10_percent_share: f64,
+    pub top_40_percent_share: f64,
+    /// Gini coefficient of S over tokens (0: every token alike; 1: one token carries all).
+    pub gini: f64,
+    /// Trajectory dependency: min, 10th percentile, median, 90th percentile, max, and the
+    /// coefficient of variation (std / mean).
+    pub trajectory: [f64; 5],
+    pub trajectory_cv: Option<f64>,
+    /// Pearson correlation between trajectory dependency and correctness (None when either
+    /// is constant).
+    pub correlation_with_correct: Option<f64>,
+    /// Seconds of the measure's scoring pass per 1,000 response tokens.
+    pub seconds_per_1000_tokens: Option<f64>,
+}
+
+impl Summary {
+    pub fn of(tokens: &[TokenRow], trajectories: &[Trajectory], measure_seconds: f64) -> Summary {
+        let mut s: Vec<f64> = tokens.iter().map(|t| t.dependency).collect();
+        s.sort_by(|a, b| b.total_cmp(a));
+        let n = s.len();
+        let total: f64 = s.iter().sum();
+        let share_top = |frac: f64| {
+            let k = ((frac * n as f64).ceil() as usize).min(n);
+            if total > 0.0 {
+                s[..k].iter().sum::<f64>() / total
+            } else {
+                0.0
+            }
+        };
+        let above = |x: f64| {
+            if n == 0 {
+                0.0
+            } else {
+                s.iter().filter(|&&v| v > x).count() as f64 / n as f64
+            }
+        };
+        // Gini over the ascending values: sum((2i - n - 1) x_i) / (n sum x)
+        let gini = if n > 0 && total > 0.0 {
+            s.iter()
+                .rev()
+                .enumerate()
+                .map(|(i, v)| (2.0 * (i + 1) as f64 - n as f64 - 1.0) * v)
+                .sum::<f64>()
+                / (n as f64 * total)
+        } else {
+            0.0
+        };
+        let mut traj: Vec<f64> = trajectories.iter().map(|t| t.dependency).collect();
+        traj.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            if traj.is_empty() {
+                f64::NAN
+            } else {
+                traj[((p * (traj.len() - 1) as f64).round() as usize).min(traj.len() - 1)]
+            }
+        };
+        let m = mean(&traj);
+        let sd = std_dev(&traj);
+        let correct: Vec<f64> = trajectories
+            .iter()
+            .map(|t| f64::from(u8::from(t.correct)))
+            .collect();
+        let deps: Vec<f64> = trajectories.iter().map(|t| t.dependency).collect();
+        Summary {
+            responses: trajectories.len(),
+            tokens: n,
+            mean_dependency: if n == 0 { 0.0 } else { total / n as f64 },
+            share_above: [(0.01, above(0.01)), (0.1, above(0.1)), (1.0, above(1.0))],
+            top_10_percent_share: share_top(0.1),
+            top_40_percent_share: share_top(0.4),
+            gini,
+            trajectory: [q(0.0), q(0.1), q(0.5), q(0.9), q(1.0)],
+            trajectory_cv: (m > 0.0).then(|| sd / m),
+            correlation_with_correct: pearson(&deps, &correct),
+            seconds_per_1000_tokens: (n > 0).then(|| measure_seconds * 1000.0 / n as f64),
+        }
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+fn std_dev(v: &[f64]) -> f64 {
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len().max(1) as f64).sqrt()
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
+    let (sa, sb) = (std_dev(a), std_dev(b));
+    if a.len() < 2 || sa == 0.0 || sb == 0.0 {
+        return None;
+    }
+    let (ma, mb) = (mean(a), mean(b));
+    let cov = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - ma) * (y - mb))
+        .sum::<f64>()
+        / a.len() as f64;
+    Some(cov / (sa * sb))
+}
+
+/// `tokens.parquet`: one row per response token.
+pub fn tokens_parquet(rows: &[TokenRow]) -> Result<Vec<u8>, String> {
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt32Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("benchmark", DataType::Utf8, false),
+        Field::new("item_id", DataType::Utf8, false),
+        Field::new("sample", DataType::UInt32, false),
+        Field::new("position", DataType::UInt32, false),
+        Field::new("token", DataType::Utf8, false),
+        Field::new("token_id", DataType::UInt32, false),
+        Field::new("logprob", DataType::Float64, false),
+        Field::new("perturbed_logprob", DataType::Float64, false),
+        Field::new("dependency", DataType::Float64, false),
+        Field::new("tgf_selected", DataType::Boolean, false),
+        Field::new("correct", DataType::Boolean, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.benchmark.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.item_id.as_str()),
+        )),
+        Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.sample))),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.position),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.token.as_str()),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            rows.iter().map(|r| r.token_id),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.logprob),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.perturbed_logprob),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.dependency),
+        )),
+        Arc::new(BooleanArray::from(
+            rows.iter().map(|r| r.tgf_selected).collect::<Vec<_>>(),
+        )),
+        Arc::new(BooleanArray::from(
+            rows.iter().map(|r| r.correct).collect::<Vec<_>>(),
+        )),
+    ];
+    let batch =
+        arrow::array::RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).map_err(|e| e.to_string())?;
+    writer.write(&batch).map_err(|e| e.to_string())?;
+    writer.close().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(dependency: f64) -> TokenRow {
+        TokenRow {
+            benchmark: "b".into(),
+            item_id: "i".into(),
+            sample: 0,
+            position: 0,
+            token: "t".into(),
+            token_id: 0,
+            logprob: 0.0,
+            perturbed_logprob: 0.0,
+            dependency,
+            tgf_selected: false,
+            correct: false,
+        }
+    }
+
+    #[test]
+    fn summary_numbers_on_hand_made_inputs() {
+        // nine tokens with S 0 and one with S 1: all dependency in the top 10%
+        let mut tokens: Vec<TokenRow> = (0..9).map(|_| token(0.0)).collect();
+        tokens.push(token(1.0));
+        let traj = [
+            Trajectory {
+                dependency: 0.1,
+                correct: true,
+                tokens: 5,
+            },
+            Trajectory {
+                dependency: 0.3,
+                correct: false,
+                tokens: 5,
+            },
+        ];
+        let s = Summary::of(&tokens, &traj, 2.0);
+        assert_eq!(s.tokens, 10);
+        assert!((s.mean_dependency - 0.1).abs() < 1e-12);
+        assert_eq!(s.share_above[1], (0.1, 0.1));
+        assert!((s.top_10_percent_share - 1.0).abs() < 1e-12);
+        // Gini of (0 x 9, 1): (2*10 - 11) * 1 / (10 * 1) = 0.9
+        assert!((s.gini - 0.9).abs() < 1e-12, "{}", s.gini);
+        assert_eq!(s.trajectory[0], 0.1);
+        assert_eq!(s.trajectory[4], 0.3);
+        // more dependent, less correct: correlation -1
+        assert!((s.correlation_with_correct.unwrap() + 1.0).abs() < 1e-12);
+        assert_eq!(s.seconds_per_1000_tokens, Some(200.0));
+        // equal tokens: Gini 0, and a constant verdict has no correlation
+        let flat: Vec<TokenRow> = (0..4).map(|_| token(0.5)).collect();
+        let same = [
+            traj[0],
+            Trajectory {
+                correct: true,
+                ..traj[1]
+            },
+        ];
+        let f = Summary::of(&flat, &same, 0.0);
+        assert!(f.gini.abs() < 1e-12);
+        assert_eq!(f.correlation_with_correct, None);
+    }
+}

@@ -116,3 +116,91 @@ fn the_blackening_measure_is_seeded_and_written_out() {
         "{black} of {total} pixels black"
     );
 }
+
+/// Benchmark mode on the synthetic split: every token row's S is the k3 value of its own two
+/// log-probs, TGF selects ceil(0.4 n) tokens of each response, and the summary counts the rows.
+#[test]
+fn benchmark_mode_writes_tokens_summary_and_report() {
+    use arrow::array::{Array, BooleanArray, Float64Array, StringArray, UInt32Array};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spotlight"))
+        .current_dir(root)
+        .args(["perception", "--model", "tests/fixtures/qwen25vl/tiny"])
+        .args([
+            "--bench",
+            "synth-perception",
+            "--k",
+            "2",
+            "--limit",
+            "3",
+            "--max-tokens",
+            "12",
+        ])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["overall"]["responses"], 6);
+    let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(report.contains("| SynthPerception | 6 |"), "{report}");
+
+    let file = std::fs::File::open(dir.path().join("tokens.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = 0usize;
+    let mut per_response: std::collections::BTreeMap<(String, u32), (usize, usize)> =
+        Default::default();
+    for batch in reader {
+        let b = batch.unwrap();
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let f = |n: &str| {
+            col(n)
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .unwrap()
+                .clone()
+        };
+        let (old, aug, s) = (f("logprob"), f("perturbed_logprob"), f("dependency"));
+        let item = col("item_id");
+        let item = item.as_any().downcast_ref::<StringArray>().unwrap();
+        let sample = col("sample");
+        let sample = sample.as_any().downcast_ref::<UInt32Array>().unwrap();
+        let tgf = col("tgf_selected");
+        let tgf = tgf.as_any().downcast_ref::<BooleanArray>().unwrap();
+        for i in 0..b.num_rows() {
+            let d = (aug.value(i) - old.value(i)).clamp(-20.0, 20.0);
+            let k3 = (d.exp() - d - 1.0).clamp(0.0, 10.0);
+            assert!(
+                (k3 - s.value(i)).abs() < 1e-12,
+                "row {i}: {k3} vs {}",
+                s.value(i)
+            );
+            let e = per_response
+                .entry((item.value(i).to_string(), sample.value(i)))
+                .or_default();
+            e.0 += 1;
+            e.1 += usize::from(tgf.value(i));
+        }
+        rows += b.num_rows();
+    }
+    assert_eq!(summary["overall"]["tokens"], rows);
+    assert_eq!(per_response.len(), 6);
+    for ((item, sample), (n, kept)) in per_response {
+        assert_eq!(
+            kept,
+            (0.4 * n as f64).ceil() as usize,
+            "{item}/{sample}: {kept} of {n}"
+        );
+    }
+}
