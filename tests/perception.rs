@@ -204,3 +204,74 @@ fn benchmark_mode_writes_tokens_summary_and_report() {
         );
     }
 }
+
+/// The negative control: a checkpoint whose vision tower is cut off (the merger's last layer
+/// zeroed, so every image becomes the same zero features) makes `--check` exit 1 with the
+/// warning; the intact checkpoint passes.
+#[test]
+fn check_fails_when_the_image_never_reaches_the_model() {
+    use candle_core::{Device, Tensor};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("tests/fixtures/qwen25vl/tiny");
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, cut.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let weights = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if k.starts_with("visual.merger.mlp.2") {
+                Tensor::zeros_like(&v).unwrap()
+            } else {
+                v
+            };
+            (k, v)
+        })
+        .collect::<std::collections::HashMap<_, _>>();
+    candle_core::safetensors::save(&weights, cut.join("model.safetensors")).unwrap();
+    let check = |model: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_spotlight"))
+            .current_dir(root)
+            .args(["perception", "--check", "--model"])
+            .arg(model)
+            .args([
+                "--bench",
+                "synth-perception",
+                "--k",
+                "2",
+                "--limit",
+                "2",
+                "--max-tokens",
+                "8",
+            ])
+            .arg("--out")
+            .arg(
+                dir.path()
+                    .join(model.file_name().unwrap())
+                    .with_extension("out"),
+            )
+            .output()
+            .unwrap()
+    };
+    let bad = check(&cut);
+    assert_eq!(
+        bad.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("may not be reaching the model"));
+    let good = check(&src);
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+}

@@ -49,6 +49,16 @@ pub struct PerceptionArgs {
     /// Benchmark mode: the output folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Benchmark mode: exit 1 when the mean token dependency is below
+    /// `--min-mean-dependency` (the image may not be reaching the model).
+    #[arg(long)]
+    pub check: bool,
+    /// The warning's threshold on the mean S over every token. A model whose outputs do not
+    /// move when half the image is blacked out scores 0 up to float noise (~1e-7); any model
+    /// that reads the image scores far above this (Spotlight's random-weight default model:
+    /// 0.016 on the eight benchmarks).
+    #[arg(long, default_value_t = 1e-4)]
+    pub min_mean_dependency: f64,
     /// System message (default: the template's).
     #[arg(long)]
     pub system: Option<String>,
@@ -243,6 +253,16 @@ fn benchmarks(
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print!("{report}");
+    }
+    if overall.tokens > 0 && overall.mean_dependency < args.min_mean_dependency {
+        eprintln!(
+            "warning: mean token dependency {:.3e} is below {:.1e}: the responses barely change \
+             when the image is perturbed; the image may not be reaching the model",
+            overall.mean_dependency, args.min_mean_dependency
+        );
+        if args.check {
+            return Ok(Outcome::CheckFailed);
+        }
     }
     Ok(Outcome::Ok)
 }
