@@ -453,6 +453,112 @@ pub fn tokens_parquet(rows: &[TokenRow]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Histogram counts of `values` over `edges` (ascending; values outside are left out).
+pub fn histogram(values: &[f64], edges: &[f64]) -> Vec<usize> {
+    let mut counts = vec![0usize; edges.len().saturating_sub(1)];
+    for &v in values {
+        if let Some(i) = edges.windows(2).position(|w| v >= w[0] && v < w[1]) {
+            counts[i] += 1;
+        }
+    }
+    counts
+}
+
+/// A bar chart of `counts` between `edges` as an SVG document (plotters' SVG backend). With
+/// `log10_edges` the edges are exponents and the axis is labelled as powers of ten.
+pub fn bars_svg(
+    caption: &str,
+    x_desc: &str,
+    edges: &[f64],
+    counts: &[usize],
+    log10_edges: bool,
+) -> Result<String, String> {
+    use plotters::prelude::*;
+    let fail = |e: &dyn std::fmt::Display| e.to_string();
+    let (lo, hi) = (
+        edges.first().copied().unwrap_or(0.0),
+        edges
+            .last()
+            .copied()
+            .unwrap_or(1.0)
+            .max(edges.first().copied().unwrap_or(0.0) + 1e-9),
+    );
+    let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.1;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 18))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(lo..hi, 0.0..top)
+            .map_err(|e| fail(&e))?;
+        let fmt = |x: &f64| {
+            if log10_edges {
+                format!("1e{x:.0}")
+            } else {
+                format!("{x:.3}")
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc("count")
+            .x_label_formatter(&fmt)
+            .draw()
+            .map_err(|e| fail(&e))?;
+        chart
+            .draw_series(edges.windows(2).zip(counts).map(|(w, &c)| {
+                Rectangle::new(
+                    [(w[0], 0.0), (w[1], c as f64)],
+                    RGBColor(31, 119, 180).filled(),
+                )
+            }))
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(svg)
+}
+
+/// The two figures of a measurement: token S on a log scale (zeros counted in the caption)
+/// and the trajectory dependency distribution, as SVG documents.
+pub fn figures(
+    tokens: &[TokenRow],
+    trajectories: &[Trajectory],
+) -> Result<(String, String), String> {
+    let positive: Vec<f64> = tokens
+        .iter()
+        .map(|t| t.dependency)
+        .filter(|&s| s > 0.0)
+        .map(f64::log10)
+        .collect();
+    let zeros = tokens.len() - positive.len();
+    let edges: Vec<f64> = (0..=28).map(|i| -6.0 + 0.25 * i as f64).collect();
+    let token_svg = bars_svg(
+        &format!(
+            "token dependency S ({} tokens, {zeros} with S = 0)",
+            tokens.len()
+        ),
+        "S (log scale)",
+        &edges,
+        &histogram(&positive, &edges),
+        true,
+    )?;
+    let deps: Vec<f64> = trajectories.iter().map(|t| t.dependency).collect();
+    let high = deps.iter().copied().fold(0.0f64, f64::max).max(1e-6) * 1.0001;
+    let edges: Vec<f64> = (0..=20).map(|i| high * i as f64 / 20.0).collect();
+    let trajectory_svg = bars_svg(
+        &format!("trajectory dependency ({} responses)", trajectories.len()),
+        "mean S of a response",
+        &edges,
+        &histogram(&deps, &edges),
+        false,
+    )?;
+    Ok((token_svg, trajectory_svg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,5 +620,27 @@ mod tests {
         let f = Summary::of(&flat, &same, 0.0);
         assert!(f.gini.abs() < 1e-12);
         assert_eq!(f.correlation_with_correct, None);
+    }
+
+    #[test]
+    fn histograms_count_each_value_once_and_figures_are_svg() {
+        assert_eq!(
+            histogram(&[0.0, 0.5, 0.99, 1.0, 2.5, 9.0], &[0.0, 1.0, 2.0, 3.0]),
+            vec![3, 1, 1]
+        );
+        let tokens: Vec<TokenRow> = [0.0, 1e-5, 1e-3, 0.2, 0.2]
+            .iter()
+            .map(|&s| token(s))
+            .collect();
+        let traj = [Trajectory {
+            dependency: 0.1,
+            correct: false,
+            tokens: 5,
+        }];
+        let (a, b) = figures(&tokens, &traj).unwrap();
+        for svg in [&a, &b] {
+            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        }
+        assert!(a.contains("5 tokens, 1 with S = 0"), "{a}");
     }
 }

@@ -1,6 +1,6 @@
 //! One rule-set lookup for every command: after a user edits the project's
-//! `reward_rules/mathruler.toml`, `grade` and `eval` grade with the edited file (train and
-//! sft resolve through the same `cli::eval::grader_for`), an eval resume across the edit
+//! `reward_rules/mathruler.toml`, `grade` and `eval` grade with the edited file and `train`
+//! and `sft` record it in their plans, an eval resume across the edit
 //! is refused, and a typo in a rule file is an error naming the field in each command.
 
 use std::path::{Path, PathBuf};
@@ -203,6 +203,124 @@ fn a_typo_in_a_rule_file_is_an_error_naming_the_field_in_grade_and_eval() {
             stderr.contains("mathruler.toml")
                 && stderr.contains("`verdit`")
                 && stderr.contains("line 11"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+/// `train` and `sft` in the project with the edited rule file.
+fn train_and_sft(root: &Path, tag: &str) -> [(&'static str, PathBuf, Output); 2] {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = repo.join("tests/fixtures/qwen25vl/tiny");
+    let data = root.join("benchmarks/data/synth-perception/test.parquet");
+    let s = |p: &Path| p.display().to_string();
+    let train_out = root.join(format!("train-{tag}"));
+    let sft_out = root.join(format!("sft-{tag}"));
+    let train = spotlight(
+        root,
+        &[
+            "train",
+            "--recipe",
+            &s(&repo.join("recipes/synth-vppo.toml")),
+            "--init",
+            &s(&model),
+            "--data",
+            &s(&data),
+            "--out",
+            &s(&train_out),
+            "--steps",
+            "1",
+            "--json",
+            "--set",
+            "batch.prompts_per_step=2",
+            "--set",
+            "batch.mini_batch_prompts=2",
+            "--set",
+            "rollout.responses_per_prompt=4",
+            "--set",
+            "rollout.max_response_tokens=8",
+            "--set",
+            "batch.world_size=2",
+            "--set",
+            "batch.micro_batch_responses=4",
+            "--set",
+            "filtering.enabled=false",
+            "--set",
+            "validation.every_steps=0",
+        ],
+    );
+    let sft = spotlight(
+        root,
+        &[
+            "sft",
+            "--config",
+            &s(&repo.join("recipes/sft/synth.toml")),
+            "--init",
+            &s(&model),
+            "--data",
+            &s(&data),
+            "--out",
+            &s(&sft_out),
+            "--steps",
+            "1",
+            "--json",
+            "--set",
+            "batch.examples_per_step=2",
+            "--set",
+            "evaluation.items=0",
+        ],
+    );
+    [("train", train_out, train), ("sft", sft_out, sft)]
+}
+
+/// train and sft look rule sets up as grade and eval do: after the edit, both record the
+/// project's edited file (its path and SHA-256) in their plans, and a typo in it stops them
+/// with the same error naming the field.
+#[test]
+fn train_and_sft_use_the_edited_project_rule_file_and_refuse_a_typo() {
+    use sha2::{Digest, Sha256};
+    let tmp = project();
+    let root = tmp.path();
+    edit_rules(root);
+    let digest = format!(
+        "{:x}",
+        Sha256::digest(std::fs::read(rules_file(root)).unwrap())
+    );
+    for (command, out, output) in train_and_sft(root, "edited") {
+        assert!(
+            output.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let plan: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("train_plan.json")).unwrap())
+                .unwrap();
+        let record = plan["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "mathruler")
+            .unwrap_or_else(|| panic!("{command}: no mathruler record in {plan}"));
+        assert!(
+            record["origin"]
+                .as_str()
+                .unwrap()
+                .ends_with("mathruler.toml"),
+            "{command}: {record}"
+        );
+        assert_eq!(record["sha256"], digest, "{command}");
+    }
+    let text = std::fs::read_to_string(rules_file(root)).unwrap();
+    std::fs::write(
+        rules_file(root),
+        text.replace("verdict = true", "verdit = true"),
+    )
+    .unwrap();
+    for (command, _, output) in train_and_sft(root, "typo") {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("mathruler.toml") && stderr.contains("`verdit`"),
             "{command}: {stderr}"
         );
     }

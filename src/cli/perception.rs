@@ -230,6 +230,8 @@ fn benchmarks(
         all_traj.extend(m.trajectories);
     }
     let overall = Summary::of(&all_tokens, &all_traj, seconds);
+    let (token_svg, trajectory_svg) =
+        spotlight::perception::figures(&all_tokens, &all_traj).map_err(|e| anyhow::anyhow!(e))?;
     table.push(("All".to_string(), overall.clone()));
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let parquet = tokens_parquet(&all_tokens).map_err(|e| anyhow::anyhow!(e))?;
@@ -247,7 +249,18 @@ fn benchmarks(
         &out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
-    let report = report_markdown(args, &settings, &table);
+    spotlight::atomic_file::write_bytes_atomic(
+        &out.join("token_dependency.svg"),
+        token_svg.as_bytes(),
+    )?;
+    spotlight::atomic_file::write_bytes_atomic(
+        &out.join("trajectory_dependency.svg"),
+        trajectory_svg.as_bytes(),
+    )?;
+    let mut report = report_markdown(args, &settings, &table);
+    report.push_str(
+        "\n![token dependency](token_dependency.svg)\n\n![trajectory dependency](trajectory_dependency.svg)\n",
+    );
     spotlight::atomic_file::write_bytes_atomic(&out.join("report.md"), report.as_bytes())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
