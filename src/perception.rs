@@ -152,11 +152,22 @@ pub struct Trajectory {
     pub tokens: usize,
 }
 
+/// What the page shows of an item: its question and a thumbnail of its first image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemView {
+    pub benchmark: String,
+    pub item_id: String,
+    pub question: String,
+    /// A PNG data URL (at most 256 px a side), if the item has an image.
+    pub image: Option<String>,
+}
+
 /// What one benchmark gave.
 #[derive(Debug, Clone)]
 pub struct Measured {
     pub tokens: Vec<TokenRow>,
     pub trajectories: Vec<Trajectory>,
+    pub items: Vec<ItemView>,
     /// Seconds of the measure's scoring pass (the extra cost of perception).
     pub measure_seconds: f64,
 }
@@ -268,11 +279,168 @@ pub fn measure_benchmark(
             tokens: r.tokens.len(),
         });
     }
+    let items = examples
+        .iter()
+        .map(|ex| item_view(ckpt, benchmark, ex))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Measured {
         tokens,
         trajectories,
+        items,
         measure_seconds,
     })
+}
+
+/// The question as the user turn holds it (decoded without special tokens, the chat roles cut
+/// off) and a thumbnail of the first image.
+fn item_view(
+    ckpt: &Checkpoint,
+    benchmark: &str,
+    ex: &crate::train::Example,
+) -> Result<ItemView, ModelError> {
+    use base64::Engine;
+    let text = ckpt
+        .tokenizer
+        .decode(&ex.prompt_ids, true)
+        .map_err(|e| ModelError::Input(e.to_string()))?;
+    let question = text
+        .rsplit_once("user\n")
+        .map_or(text.as_str(), |(_, q)| q)
+        .trim_end()
+        .trim_end_matches("assistant")
+        .trim_end()
+        .to_string();
+    let image = match ex.sources.first() {
+        Some(img) => {
+            let (w, h) = img.dimensions();
+            let scale = 256.0 / w.max(h).max(1) as f64;
+            let thumb = if scale < 1.0 {
+                let size = |v: u32| ((v as f64 * scale) as u32).max(1);
+                image::imageops::thumbnail(img, size(w), size(h))
+            } else {
+                img.clone()
+            };
+            let mut png = Vec::new();
+            thumb
+                .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .map_err(|e| ModelError::Input(e.to_string()))?;
+            Some(format!(
+                "data:image/png;base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(png)
+            ))
+        }
+        None => None,
+    };
+    Ok(ItemView {
+        benchmark: benchmark.to_string(),
+        item_id: ex.id.clone(),
+        question,
+        image,
+    })
+}
+
+/// Escapes text for HTML.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The shading of a token: alpha `min(1, sqrt(S / 0.5))`, so S = 0.5 is full red and small
+/// dependencies stay visible.
+pub fn shade(s: f64) -> f64 {
+    (s.max(0.0) / 0.5).sqrt().min(1.0)
+}
+
+/// (benchmark, item id, sample): one response.
+type ResponseKey = (String, String, u32);
+
+/// `index.html`: every response with its tokens shaded by S, most dependent trajectories
+/// first, with the question, the image thumbnail and the verdict; checkboxes filter by
+/// benchmark and verdict (a few lines of inline script, no framework, no network).
+pub fn index_html(tokens: &[TokenRow], items: &[ItemView], title: &str) -> String {
+    use std::collections::BTreeMap;
+    let mut responses: BTreeMap<(String, String, u32), Vec<&TokenRow>> = BTreeMap::new();
+    for t in tokens {
+        responses
+            .entry((t.benchmark.clone(), t.item_id.clone(), t.sample))
+            .or_default()
+            .push(t);
+    }
+    let mut list: Vec<(ResponseKey, Vec<&TokenRow>, f64)> = responses
+        .into_iter()
+        .map(|(k, v)| {
+            let mean = v.iter().map(|t| t.dependency).sum::<f64>() / v.len().max(1) as f64;
+            (k, v, mean)
+        })
+        .collect();
+    list.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    let benches: std::collections::BTreeSet<&str> =
+        list.iter().map(|(k, _, _)| k.0.as_str()).collect();
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n\
+         <style>body{{font:14px/1.5 system-ui,sans-serif;margin:24px;max-width:1100px}}\
+         .r{{border:1px solid #ddd;border-radius:6px;padding:10px;margin:12px 0;display:flex;gap:14px}}\
+         .r img{{max-width:256px;max-height:256px;border:1px solid #eee}}\
+         .t{{white-space:pre-wrap;font-family:ui-monospace,monospace}}\
+         .t span{{border-radius:2px}} .meta{{color:#555}} .ok{{color:#080}} .no{{color:#a00}}\
+         .q{{color:#333;margin:4px 0 8px}} .hidden{{display:none}}</style></head><body>\n\
+         <h1>{}</h1>\n<p>Tokens shaded by their dependency S on the image (red: alpha = \
+         min(1, sqrt(S / 0.5))); hover a token for its S. Responses ordered from the most to the \
+         least dependent trajectory.</p>\n<form id=\"f\">",
+        escape(title),
+        escape(title)
+    );
+    for b in &benches {
+        html.push_str(&format!(
+            "<label><input type=\"checkbox\" name=\"b\" value=\"{0}\" checked> {0}</label> ",
+            escape(b)
+        ));
+    }
+    html.push_str(
+        "| <label><input type=\"checkbox\" name=\"v\" value=\"right\" checked> right</label> \
+         <label><input type=\"checkbox\" name=\"v\" value=\"wrong\" checked> wrong</label></form>\n",
+    );
+    let view = |b: &str, id: &str| items.iter().find(|v| v.benchmark == b && v.item_id == id);
+    for ((bench, item, sample), toks, mean) in &list {
+        let correct = toks.first().is_some_and(|t| t.correct);
+        let verdict = if correct { "right" } else { "wrong" };
+        html.push_str(&format!(
+            "<div class=\"r\" data-b=\"{}\" data-v=\"{verdict}\">",
+            escape(bench)
+        ));
+        let v = view(bench, item);
+        if let Some(src) = v.and_then(|v| v.image.as_ref()) {
+            html.push_str(&format!("<img alt=\"item image\" src=\"{src}\">"));
+        }
+        html.push_str(&format!(
+            "<div><div class=\"meta\">{} / {} / sample {sample} &middot; trajectory S {mean:.4} \
+             &middot; <span class=\"{}\">{verdict}</span></div>",
+            escape(bench),
+            escape(item),
+            if correct { "ok" } else { "no" }
+        ));
+        if let Some(v) = v {
+            html.push_str(&format!("<div class=\"q\">{}</div>", escape(&v.question)));
+        }
+        html.push_str("<div class=\"t\">");
+        for t in toks {
+            html.push_str(&format!(
+                "<span title=\"S = {:.4}\" style=\"background:rgba(220,30,30,{:.3})\">{}</span>",
+                t.dependency,
+                shade(t.dependency),
+                escape(&t.token)
+            ));
+        }
+        html.push_str("</div></div></div>\n");
+    }
+    html.push_str(
+        "<script>const f=document.getElementById('f');function u(){const on=n=>[...f.querySelectorAll('input[name='+n+']:checked')].map(i=>i.value);\
+         const b=on('b'),v=on('v');document.querySelectorAll('.r').forEach(r=>r.classList.toggle('hidden',!(b.includes(r.dataset.b)&&v.includes(r.dataset.v))));}\
+         f.addEventListener('change',u);</script>\n</body></html>\n",
+    );
+    html
 }
 
 /// The paper's two observations in numbers: how sparse token dependency is, and how much
@@ -620,6 +788,39 @@ mod tests {
         let f = Summary::of(&flat, &same, 0.0);
         assert!(f.gini.abs() < 1e-12);
         assert_eq!(f.correlation_with_correct, None);
+    }
+
+    #[test]
+    fn the_page_orders_responses_by_dependency_and_escapes_text() {
+        let mut rows = Vec::new();
+        for (item, s) in [("low", 0.01), ("high", 0.9)] {
+            for p in 0..2 {
+                rows.push(TokenRow {
+                    item_id: item.into(),
+                    position: p,
+                    token: "<b>&".into(),
+                    dependency: s,
+                    ..token(s)
+                });
+            }
+        }
+        let items = [ItemView {
+            benchmark: "b".into(),
+            item_id: "high".into(),
+            question: "Is 1 < 2?".into(),
+            image: None,
+        }];
+        let html = index_html(&rows, &items, "t");
+        assert!(html.find("b / high").unwrap() < html.find("b / low").unwrap());
+        assert!(html.contains("&lt;b&gt;&amp;") && !html.contains("<b>&"));
+        assert!(html.contains("Is 1 &lt; 2?"));
+        assert!(html.contains("rgba(220,30,30,1.000)") && html.contains("rgba(220,30,30,0.141)"));
+        assert_eq!(html.matches("class=\"r\"").count(), 2);
+        assert!(html.contains("value=\"wrong\" checked"));
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no network"
+        );
     }
 
     #[test]

@@ -202,6 +202,7 @@ fn benchmarks(
         rho: 0.4,
     };
     let (mut all_tokens, mut all_traj, mut seconds) = (Vec::new(), Vec::new(), 0.0);
+    let mut all_items = Vec::new();
     let mut per_bench = serde_json::Map::new();
     let mut table = Vec::new();
     for manifest in registry.select(bench)? {
@@ -228,6 +229,7 @@ fn benchmarks(
         seconds += m.measure_seconds;
         all_tokens.extend(m.tokens);
         all_traj.extend(m.trajectories);
+        all_items.extend(m.items);
     }
     let overall = Summary::of(&all_tokens, &all_traj, seconds);
     let (token_svg, trajectory_svg) =
@@ -257,6 +259,12 @@ fn benchmarks(
         &out.join("trajectory_dependency.svg"),
         trajectory_svg.as_bytes(),
     )?;
+    let page = spotlight::perception::index_html(
+        &all_tokens,
+        &all_items,
+        &format!("Token perception of {}", args.model),
+    );
+    spotlight::atomic_file::write_bytes_atomic(&out.join("index.html"), page.as_bytes())?;
     let mut report = report_markdown(args, &settings, &table);
     report.push_str(
         "\n![token dependency](token_dependency.svg)\n\n![trajectory dependency](trajectory_dependency.svg)\n",
