@@ -76,3 +76,11 @@ synth:
 bench-ingest:
     cargo bench --bench ingest
     python3 tools/ingest_pyarrow.py "${CARGO_TARGET_DIR:-target}/bench-data/large.parquet"
+
+# Token perception of a model on the bundled files, and a screenshot of its page rendered by
+# headless Chromium (Debian's package, installed with apt when missing; not run in CI).
+perception model="runs/default-model/tiny-random" bench="all" out="reports/perception/default-model/eight":
+    {{spotlight}} perception --model "{{model}}" --bench "{{bench}}" --k 4 --limit 8 --max-tokens 64 --out "{{out}}"
+    command -v chromium >/dev/null || sudo apt-get install -y chromium || apt-get install -y chromium
+    chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1200,1600 \
+        --screenshot="{{out}}/index.png" "file://$(realpath "{{out}}")/index.html"
