@@ -126,6 +126,8 @@ pub struct RunSettings {
     pub max_tokens: usize,
     /// TGF's keep fraction, for the `tgf_selected` column (the paper's 0.4).
     pub rho: f64,
+    /// Further measures computed on the same responses and compared with `measure`.
+    pub compare: Vec<Measure>,
 }
 
 /// One response token, as `tokens.parquet` stores it.
@@ -162,12 +164,50 @@ pub struct ItemView {
     pub image: Option<String>,
 }
 
+/// Another measure's dependencies on the same responses.
+#[derive(Debug, Clone)]
+pub struct OtherMeasure {
+    pub measure: Measure,
+    pub tokens: Vec<f64>,
+    pub trajectories: Vec<f64>,
+}
+
+/// Spearman's rank correlation (average ranks for ties); `None` with fewer than two values or
+/// a constant side.
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+                j += 1;
+            }
+            let avg = (i + j) as f64 / 2.0 + 1.0;
+            for &k in &order[i..=j] {
+                r[k] = avg;
+            }
+            i = j + 1;
+        }
+        r
+    }
+    if a.len() != b.len() {
+        return None;
+    }
+    pearson(&ranks(a), &ranks(b))
+}
+
 /// What one benchmark gave.
 #[derive(Debug, Clone)]
 pub struct Measured {
     pub tokens: Vec<TokenRow>,
     pub trajectories: Vec<Trajectory>,
     pub items: Vec<ItemView>,
+    /// The `--compare-measures` measures on the same responses: S per token (in `tokens`'
+    /// order) and per trajectory (in `trajectories`' order).
+    pub others: Vec<OtherMeasure>,
     /// Seconds of the measure's scoring pass (the extra cost of perception).
     pub measure_seconds: f64,
 }
@@ -229,27 +269,50 @@ pub fn measure_benchmark(
         width,
     )?;
     let started = std::time::Instant::now();
-    let perturbed: Vec<Vec<ProcessedImage>> = rows
-        .iter()
-        .map(|r| {
-            let ex = &examples[r.example];
-            ex.sources
-                .iter()
-                .map(|src| {
-                    let p = settings
-                        .measure
-                        .perturbed(src, settings.seed, &ex.id, r.sample)
-                        .unwrap_or_else(|| src.clone());
-                    processed(&ckpt.image_processor, &p)
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .collect::<Result<_, _>>()?;
-    let refs: Vec<Vec<&ProcessedImage>> = perturbed.iter().map(|p| p.iter().collect()).collect();
-    let aug = score_rows(ckpt, examples, &rows, &refs, settings.temperature, 8, width)?;
+    let aug_of = |measure: Measure| -> Result<TokenGrid, crate::train::TrainError> {
+        let perturbed: Vec<Vec<ProcessedImage>> = rows
+            .iter()
+            .map(|r| {
+                let ex = &examples[r.example];
+                ex.sources
+                    .iter()
+                    .map(|src| {
+                        let p = measure
+                            .perturbed(src, settings.seed, &ex.id, r.sample)
+                            .unwrap_or_else(|| src.clone());
+                        processed(&ckpt.image_processor, &p)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<_, _>>()?;
+        let refs: Vec<Vec<&ProcessedImage>> =
+            perturbed.iter().map(|p| p.iter().collect()).collect();
+        score_rows(ckpt, examples, &rows, &refs, settings.temperature, 8, width)
+    };
+    let aug = aug_of(settings.measure)?;
     let measure_seconds = started.elapsed().as_secs_f64();
     let mask = response_mask(&rows, width);
     let s = token_dependency(&mask, &old, &aug);
+    // the other measures on the same responses (`--compare-measures`)
+    let mut others = Vec::with_capacity(settings.compare.len());
+    for &m in &settings.compare {
+        if m == Measure::NoImage {
+            return Err(crate::train::TrainError::Usage(
+                "no-image cannot be compared in the benchmark mode (for now)".into(),
+            ));
+        }
+        let other = token_dependency(&mask, &old, &aug_of(m)?);
+        let flat: Vec<f64> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| other.row(i)[..r.tokens.len()].to_vec())
+            .collect();
+        others.push(OtherMeasure {
+            measure: m,
+            tokens: flat,
+            trajectories: trajectory_dependency(&other, &mask),
+        });
+    }
     let trajectory = trajectory_dependency(&s, &mask);
     let tgf = gradient_filter_mask(&s, &mask, settings.rho);
     let builder = ckpt.prompt_builder()?;
@@ -287,6 +350,7 @@ pub fn measure_benchmark(
         tokens,
         trajectories,
         items,
+        others,
         measure_seconds,
     })
 }
@@ -821,6 +885,16 @@ mod tests {
             !html.contains("http://") && !html.contains("https://"),
             "no network"
         );
+    }
+
+    #[test]
+    fn spearman_ranks_with_ties_and_refuses_constants() {
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 90.0]), Some(1.0));
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
+        // ties get the average rank: ranks (1.5, 1.5, 3) vs (1, 2, 3)
+        let r = spearman(&[5.0, 5.0, 9.0], &[1.0, 2.0, 3.0]).unwrap();
+        assert!((r - 0.8660254037844386).abs() < 1e-12, "{r}");
+        assert_eq!(spearman(&[1.0, 1.0], &[1.0, 2.0]), None);
     }
 
     #[test]

@@ -275,3 +275,46 @@ fn check_fails_when_the_image_never_reaches_the_model() {
         String::from_utf8_lossy(&good.stderr)
     );
 }
+
+/// `--compare-measures` computes the other measures on the same responses: the main measure
+/// compared with itself (same seed, same masks) correlates perfectly, another one lies in
+/// [-1, 1], and the report lists both.
+#[test]
+fn compared_measures_run_on_the_same_responses() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spotlight"))
+        .current_dir(root)
+        .args(["perception", "--model", "tests/fixtures/qwen25vl/tiny"])
+        .args([
+            "--bench",
+            "synth-perception",
+            "--k",
+            "2",
+            "--limit",
+            "3",
+            "--max-tokens",
+            "12",
+        ])
+        .args(["--compare-measures", "patch-blackening,full-mask"])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).unwrap())
+            .unwrap();
+    let c = summary["measure_comparison"].as_array().unwrap();
+    assert_eq!(c.len(), 2);
+    let rho = |i: usize, k: &str| c[i][k].as_f64().unwrap();
+    assert!((rho(0, "token_spearman") - 1.0).abs() < 1e-9);
+    assert!((rho(0, "trajectory_spearman") - 1.0).abs() < 1e-9);
+    assert!((-1.0..=1.0).contains(&rho(1, "token_spearman")));
+    let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(report.contains("Measures compared"), "{report}");
+}

@@ -65,6 +65,11 @@ pub struct PerceptionArgs {
     /// How the image is taken away.
     #[arg(long, value_enum, default_value = "patch-blackening")]
     pub measure: MeasureArg,
+    /// Benchmark mode: further measures computed on the same responses; their Spearman rank
+    /// correlation with `--measure`, per token and per trajectory, goes into the summary and
+    /// the report (e.g. `--compare-measures full-mask,gaussian-blur`).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub compare_measures: Vec<MeasureArg>,
     /// Grey level of `full-mask` (128: the reference's full masking; 0: black).
     #[arg(long, default_value_t = 128)]
     pub fill: u8,
@@ -95,19 +100,25 @@ pub enum MeasureArg {
     NoImage,
 }
 
+impl MeasureArg {
+    fn measure(self, fill: u8) -> Measure {
+        match self {
+            MeasureArg::PatchBlackening => Measure::PatchBlackening,
+            MeasureArg::GaussianNoise => Measure::GaussianNoise,
+            MeasureArg::GaussianBlur => Measure::GaussianBlur,
+            MeasureArg::FullMask => Measure::FullMask { fill },
+            MeasureArg::NoImage => Measure::NoImage,
+        }
+    }
+}
+
 pub fn run(args: PerceptionArgs) -> anyhow::Result<Outcome> {
     let dir = args.model.resolve()?;
     let (pre_resize, processor) = args.image_path.resolve(&dir)?;
     let mut ckpt = Checkpoint::load_with(&dir, &LoadOptions::auto()?)
         .with_context(|| format!("loading {}", dir.display()))?;
     ckpt.image_processor = processor.clone();
-    let measure = match args.measure {
-        MeasureArg::PatchBlackening => Measure::PatchBlackening,
-        MeasureArg::GaussianNoise => Measure::GaussianNoise,
-        MeasureArg::GaussianBlur => Measure::GaussianBlur,
-        MeasureArg::FullMask => Measure::FullMask { fill: args.fill },
-        MeasureArg::NoImage => Measure::NoImage,
-    };
+    let measure = args.measure.measure(args.fill);
     if let (Some(bench), Some(out)) = (&args.bench, &args.out) {
         return benchmarks(&args, &ckpt, pre_resize, measure, bench, out);
     }
@@ -200,7 +211,15 @@ fn benchmarks(
         top_p: 1.0,
         max_tokens: args.max_tokens,
         rho: 0.4,
+        compare: args
+            .compare_measures
+            .iter()
+            .map(|m| m.measure(args.fill))
+            .collect(),
     };
+    // per compared measure: S of every token and trajectory, in the order of all_tokens
+    let mut compared: Vec<(Vec<f64>, Vec<f64>)> =
+        vec![(Vec::new(), Vec::new()); settings.compare.len()];
     let (mut all_tokens, mut all_traj, mut seconds) = (Vec::new(), Vec::new(), 0.0);
     let mut all_items = Vec::new();
     let mut per_bench = serde_json::Map::new();
@@ -227,6 +246,10 @@ fn benchmarks(
         table.push((manifest.name.clone(), summary.clone()));
         per_bench.insert(manifest.slug.clone(), serde_json::to_value(&summary)?);
         seconds += m.measure_seconds;
+        for (c, other) in compared.iter_mut().zip(&m.others) {
+            c.0.extend(&other.tokens);
+            c.1.extend(&other.trajectories);
+        }
         all_tokens.extend(m.tokens);
         all_traj.extend(m.trajectories);
         all_items.extend(m.items);
@@ -238,7 +261,23 @@ fn benchmarks(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let parquet = tokens_parquet(&all_tokens).map_err(|e| anyhow::anyhow!(e))?;
     spotlight::atomic_file::write_bytes_atomic(&out.join("tokens.parquet"), &parquet)?;
+    let main_tokens: Vec<f64> = all_tokens.iter().map(|t| t.dependency).collect();
+    let main_traj: Vec<f64> = all_traj.iter().map(|t| t.dependency).collect();
+    let comparison: Vec<serde_json::Value> = settings
+        .compare
+        .iter()
+        .zip(&compared)
+        .map(|(m, (tok, traj))| {
+            json!({
+                "measure": m,
+                "token_spearman": spotlight::perception::spearman(&main_tokens, tok),
+                "trajectory_spearman": spotlight::perception::spearman(&main_traj, traj),
+                "mean_dependency": tok.iter().sum::<f64>() / tok.len().max(1) as f64,
+            })
+        })
+        .collect();
     let summary = json!({
+        "measure_comparison": comparison,
         "model": args.model.to_string(),
         "settings": settings,
         "image_path": args.image_path.name(),
@@ -266,6 +305,23 @@ fn benchmarks(
     );
     spotlight::atomic_file::write_bytes_atomic(&out.join("index.html"), page.as_bytes())?;
     let mut report = report_markdown(args, &settings, &table);
+    if !comparison.is_empty() {
+        report.push_str(&format!(
+            "\n## Measures compared with `{:?}` (Spearman rank correlation, all responses)\n\n\
+             | measure | mean S | per token | per trajectory |\n|---|---:|---:|---:|\n",
+            settings.measure
+        ));
+        let f = |v: &serde_json::Value| v.as_f64().map_or("–".to_string(), |x| format!("{x:.3}"));
+        for c in &comparison {
+            report.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                c["measure"],
+                f(&c["mean_dependency"]),
+                f(&c["token_spearman"]),
+                f(&c["trajectory_spearman"])
+            ));
+        }
+    }
     report.push_str(
         "\n![token dependency](token_dependency.svg)\n\n![trajectory dependency](trajectory_dependency.svg)\n",
     );
