@@ -24,47 +24,137 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
-/// For each output index: the first input index, and the fixed-point weights of the inputs
-/// from there on (Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`).
-fn coefficients(in_size: usize, out_size: usize) -> Vec<(usize, Vec<i32>)> {
+/// For each output index: the first input index, and the normalised weights of the inputs
+/// from there on (Pillow's `precompute_coeffs`; PyTorch's antialiased kernels compute the same).
+fn weights(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f64>)> {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = 2.0 * filterscale;
-    let mut out = Vec::with_capacity(out_size);
-    for xx in 0..out_size {
-        let center = (xx as f64 + 0.5) * scale;
-        let ss = 1.0 / filterscale;
-        // Pillow truncates toward zero after adding 0.5 (`(int)(v + 0.5)`)
-        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-        let xmax = ((center + support + 0.5) as i64).min(in_size as i64).max(0) as usize;
-        let n = xmax.saturating_sub(xmin);
-        let mut w: Vec<f64> = (0..n)
-            .map(|x| bicubic((x as f64 + xmin as f64 - center + 0.5) * ss))
-            .collect();
-        let total: f64 = w.iter().sum();
-        if total != 0.0 {
-            for v in &mut w {
-                *v /= total;
-            }
-        }
-        let fixed = w
-            .iter()
-            .map(|&v| {
-                let s = v * (1u64 << PRECISION_BITS) as f64;
-                if v < 0.0 {
-                    (-0.5 + s) as i32
-                } else {
-                    (0.5 + s) as i32
+    let ss = 1.0 / filterscale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            // Pillow truncates toward zero after adding 0.5 (`(int)(v + 0.5)`)
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64).max(0) as usize;
+            let mut w: Vec<f64> = (0..xmax.saturating_sub(xmin))
+                .map(|x| bicubic((x as f64 + xmin as f64 - center + 0.5) * ss))
+                .collect();
+            let total: f64 = w.iter().sum();
+            if total != 0.0 {
+                for v in &mut w {
+                    *v /= total;
                 }
-            })
-            .collect();
-        out.push((xmin, fixed));
-    }
-    out
+            }
+            (xmin, w)
+        })
+        .collect()
 }
 
-fn clip8(acc: i64) -> u8 {
-    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+/// `weights` as fixed-point integers with `precision` fractional bits, rounded half away
+/// from zero (Pillow's `normalize_coeffs_8bpc`, PyTorch's int16 weights).
+fn quantize(weights: Vec<(usize, Vec<f64>)>, precision: u32) -> Vec<(usize, Vec<i32>)> {
+    let unit = (1u64 << precision) as f64;
+    weights
+        .into_iter()
+        .map(|(xmin, w)| {
+            let k = w
+                .iter()
+                .map(|&v| {
+                    if v < 0.0 {
+                        (-0.5 + v * unit) as i32
+                    } else {
+                        (0.5 + v * unit) as i32
+                    }
+                })
+                .collect();
+            (xmin, k)
+        })
+        .collect()
+}
+
+/// Per output index the first input index and its integer weights, and their fractional bits.
+type Coefficients = (Vec<(usize, Vec<i32>)>, u32);
+
+/// Pillow's fixed-point coefficients: 22 fractional bits.
+fn pillow_coefficients(in_size: usize, out_size: usize) -> Coefficients {
+    (
+        quantize(weights(in_size, out_size), PRECISION_BITS),
+        PRECISION_BITS,
+    )
+}
+
+/// PyTorch's: 16-bit integers with as many fractional bits as keep the largest weight below
+/// 2^15 (Pillow-SIMD's rule).
+fn torch_coefficients(in_size: usize, out_size: usize) -> Coefficients {
+    let w = weights(in_size, out_size);
+    let max_weight = w
+        .iter()
+        .flat_map(|(_, w)| w.iter().copied())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut precision = 0u32;
+    while precision < 21 {
+        let next = (0.5 + max_weight * (1u64 << (precision + 1)) as f64) as i64;
+        if next >= 1 << 15 {
+            break;
+        }
+        precision += 1;
+    }
+    (quantize(w, precision), precision)
+}
+
+/// The separable integer convolution both libraries use: a horizontal pass, then a vertical
+/// one, each rounded (half up) and clipped to 0..255; a side that keeps its size is skipped.
+fn separable_u8(
+    pixels: &[u8],
+    c_n: usize,
+    (width, height): (usize, usize),
+    (new_width, new_height): (usize, usize),
+    coefficients: fn(usize, usize) -> Coefficients,
+) -> Vec<u8> {
+    let mut src: Vec<u8> = pixels.to_vec();
+    let (mut w, h) = (width, height);
+    if new_width != w {
+        let (coeffs, precision) = coefficients(w, new_width);
+        let half = 1i64 << (precision - 1);
+        let mut out = vec![0u8; new_width * h * c_n];
+        for y in 0..h {
+            let row = &src[y * w * c_n..(y + 1) * w * c_n];
+            for (xx, (xmin, k)) in coeffs.iter().enumerate() {
+                for c in 0..c_n {
+                    let mut acc = half;
+                    for (i, &kv) in k.iter().enumerate() {
+                        acc += row[(xmin + i) * c_n + c] as i64 * kv as i64;
+                    }
+                    out[(y * new_width + xx) * c_n + c] = clip8(acc, precision);
+                }
+            }
+        }
+        src = out;
+        w = new_width;
+    }
+    if new_height != h {
+        let (coeffs, precision) = coefficients(h, new_height);
+        let half = 1i64 << (precision - 1);
+        let mut out = vec![0u8; w * new_height * c_n];
+        for (yy, (ymin, k)) in coeffs.iter().enumerate() {
+            for x in 0..w {
+                for c in 0..c_n {
+                    let mut acc = half;
+                    for (i, &kv) in k.iter().enumerate() {
+                        acc += src[((ymin + i) * w + x) * c_n + c] as i64 * kv as i64;
+                    }
+                    out[(yy * w + x) * c_n + c] = clip8(acc, precision);
+                }
+            }
+        }
+        src = out;
+    }
+    src
+}
+
+fn clip8(acc: i64, precision: u32) -> u8 {
+    (acc >> precision).clamp(0, 255) as u8
 }
 
 /// Resizes an interleaved RGB (3 bytes per pixel) image of `width x height` to
@@ -89,46 +179,13 @@ pub fn resize_bicubic_u8(
     new_width: usize,
     new_height: usize,
 ) -> Vec<u8> {
-    let c_n = channels;
-    let half = 1i64 << (PRECISION_BITS - 1);
-    let mut src: Vec<u8> = pixels.to_vec();
-    let (mut w, h) = (width, height);
-
-    if new_width != w {
-        let coeffs = coefficients(w, new_width);
-        let mut out = vec![0u8; new_width * h * c_n];
-        for y in 0..h {
-            let row = &src[y * w * c_n..(y + 1) * w * c_n];
-            for (xx, (xmin, k)) in coeffs.iter().enumerate() {
-                for c in 0..c_n {
-                    let mut acc = half;
-                    for (i, &kv) in k.iter().enumerate() {
-                        acc += row[(xmin + i) * c_n + c] as i64 * kv as i64;
-                    }
-                    out[(y * new_width + xx) * c_n + c] = clip8(acc);
-                }
-            }
-        }
-        src = out;
-        w = new_width;
-    }
-    if new_height != h {
-        let coeffs = coefficients(h, new_height);
-        let mut out = vec![0u8; w * new_height * c_n];
-        for (yy, (ymin, k)) in coeffs.iter().enumerate() {
-            for x in 0..w {
-                for c in 0..c_n {
-                    let mut acc = half;
-                    for (i, &kv) in k.iter().enumerate() {
-                        acc += src[((ymin + i) * w + x) * c_n + c] as i64 * kv as i64;
-                    }
-                    out[(yy * w + x) * c_n + c] = clip8(acc);
-                }
-            }
-        }
-        src = out;
-    }
-    src
+    separable_u8(
+        pixels,
+        channels,
+        (width, height),
+        (new_width, new_height),
+        pillow_coefficients,
+    )
 }
 
 /// `PIL.Image.resize(size, Image.NEAREST)` (what Pillow uses for "P" and "1" images):
@@ -180,102 +237,13 @@ pub fn resize_bicubic_torch_u8(
     new_width: usize,
     new_height: usize,
 ) -> Vec<u8> {
-    let c_n = channels;
-    let mut src: Vec<u8> = pixels.to_vec();
-    let (mut w, h) = (width, height);
-    if new_width != w {
-        let (coeffs, precision) = torch_coefficients(w, new_width);
-        let half = 1i64 << (precision - 1);
-        let mut out = vec![0u8; new_width * h * c_n];
-        for y in 0..h {
-            let row = &src[y * w * c_n..(y + 1) * w * c_n];
-            for (xx, (xmin, k)) in coeffs.iter().enumerate() {
-                for c in 0..c_n {
-                    let mut acc = half;
-                    for (i, &kv) in k.iter().enumerate() {
-                        acc += row[(xmin + i) * c_n + c] as i64 * kv as i64;
-                    }
-                    out[(y * new_width + xx) * c_n + c] = (acc >> precision).clamp(0, 255) as u8;
-                }
-            }
-        }
-        src = out;
-        w = new_width;
-    }
-    if new_height != h {
-        let (coeffs, precision) = torch_coefficients(h, new_height);
-        let half = 1i64 << (precision - 1);
-        let mut out = vec![0u8; w * new_height * c_n];
-        for (yy, (ymin, k)) in coeffs.iter().enumerate() {
-            for x in 0..w {
-                for c in 0..c_n {
-                    let mut acc = half;
-                    for (i, &kv) in k.iter().enumerate() {
-                        acc += src[((ymin + i) * w + x) * c_n + c] as i64 * kv as i64;
-                    }
-                    out[(yy * w + x) * c_n + c] = (acc >> precision).clamp(0, 255) as u8;
-                }
-            }
-        }
-        src = out;
-    }
-    src
-}
-
-/// The normalised f64 weights of [`coefficients`], as 16-bit integers with PyTorch's
-/// precision rule, and that precision.
-fn torch_coefficients(in_size: usize, out_size: usize) -> (Vec<(usize, Vec<i32>)>, u32) {
-    let scale = in_size as f64 / out_size as f64;
-    let filterscale = scale.max(1.0);
-    let support = 2.0 * filterscale;
-    let ss = 1.0 / filterscale;
-    let weights: Vec<(usize, Vec<f64>)> = (0..out_size)
-        .map(|xx| {
-            let center = scale * (xx as f64 + 0.5);
-            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5) as i64).min(in_size as i64).max(0) as usize;
-            let mut w: Vec<f64> = (0..xmax.saturating_sub(xmin))
-                .map(|j| bicubic((j as f64 + xmin as f64 - center + 0.5) * ss))
-                .collect();
-            let total: f64 = w.iter().sum();
-            if total != 0.0 {
-                for v in &mut w {
-                    *v /= total;
-                }
-            }
-            (xmin, w)
-        })
-        .collect();
-    let max_weight = weights
-        .iter()
-        .flat_map(|(_, w)| w.iter().copied())
-        .fold(f64::NEG_INFINITY, f64::max);
-    let mut precision = 0u32;
-    while precision < 21 {
-        let next = (0.5 + max_weight * (1u64 << (precision + 1)) as f64) as i64;
-        if next >= 1 << 15 {
-            break;
-        }
-        precision += 1;
-    }
-    let unit = (1u64 << precision) as f64;
-    let fixed = weights
-        .into_iter()
-        .map(|(xmin, w)| {
-            let k = w
-                .iter()
-                .map(|&v| {
-                    if v < 0.0 {
-                        (-0.5 + v * unit) as i32
-                    } else {
-                        (0.5 + v * unit) as i32
-                    }
-                })
-                .collect();
-            (xmin, k)
-        })
-        .collect();
-    (fixed, precision)
+    separable_u8(
+        pixels,
+        channels,
+        (width, height),
+        (new_width, new_height),
+        torch_coefficients,
+    )
 }
 
 #[cfg(test)]
