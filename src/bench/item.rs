@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::BenchError;
 
 /// One benchmark question with everything needed to prompt a model and grade it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Item {
     /// Benchmark slug ("mathverse").
     pub benchmark: String,

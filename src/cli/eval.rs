@@ -76,6 +76,13 @@ pub struct EvalArgs {
     /// `slow` (PIL), as PAPO-Eval's transformers 4.52 loaded it, or `fast` (torchvision).
     #[arg(long, value_enum, default_value = "slow")]
     pub image_processor: super::image_path::ProcessorArg,
+    /// What the model sees in place of the images: `as-is`, or a control that shows whether
+    /// it looks at all: `black` (each image blacked out, same size) or `other-item` (each item
+    /// given another item's images). Recorded in run.json; `compare` of a run against its
+    /// control (same items, same sample seeds) warns that the setting differs, and its paired
+    /// test says whether the images matter.
+    #[arg(long, value_enum, default_value = "as-is")]
+    pub images: super::image_path::ImageControlArg,
     #[arg(long, default_value_t = 2048)]
     pub max_tokens: u32,
     #[arg(long, default_value_t = 9216)]
@@ -202,6 +209,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Outcome> {
             max_pixels: args.max_pixels,
             image_pipeline: Default::default(),
             image_processor: args.image_processor.into(),
+            images: args.images.into(),
         },
         limit: args.limit,
         out: args.out.clone(),

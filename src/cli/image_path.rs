@@ -32,6 +32,28 @@ impl From<ProcessorArg> for ProcessorKind {
     }
 }
 
+/// `--images` values: the items' own images or a control.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ImageControlArg {
+    /// The items' own images.
+    AsIs,
+    /// Every image replaced by a black image of the same size.
+    Black,
+    /// Each item shown another item's images (a seeded derangement within the benchmark).
+    OtherItem,
+}
+
+impl From<ImageControlArg> for spotlight::eval::image_control::ImageControl {
+    fn from(c: ImageControlArg) -> Self {
+        use spotlight::eval::image_control::ImageControl;
+        match c {
+            ImageControlArg::AsIs => ImageControl::AsIs,
+            ImageControlArg::Black => ImageControl::Black,
+            ImageControlArg::OtherItem => ImageControl::OtherItem,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct ImagePathArgs {
     /// Which path to follow.

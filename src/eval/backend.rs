@@ -28,6 +28,10 @@ pub struct Sampling {
     /// `--endpoint` server uses its own). PAPO-Eval's transformers 4.52 loaded the slow one.
     #[serde(default)]
     pub image_processor: ProcessorKind,
+    /// What the model is shown in place of the images (`--images`): the items' own, or a
+    /// control (black, another item's) that tells looking from answer priors.
+    #[serde(default)]
+    pub images: super::image_control::ImageControl,
 }
 
 /// The image path of an evaluation.
@@ -68,6 +72,7 @@ impl Default for Sampling {
             max_pixels: 589_824,
             image_pipeline: ImagePipeline::LlamaFactory,
             image_processor: ProcessorKind::Slow,
+            images: Default::default(),
         }
     }
 }
@@ -113,6 +118,11 @@ impl Sampling {
             "image processor",
             self.image_processor.name().to_string(),
             other.image_processor.name().to_string(),
+        );
+        check(
+            "images",
+            self.images.name().to_string(),
+            other.images.name().to_string(),
         );
         out
     }

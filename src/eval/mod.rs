@@ -9,6 +9,7 @@ pub mod backend;
 pub mod embedded;
 pub mod grade;
 pub mod http;
+pub mod image_control;
 pub mod log;
 pub mod metrics;
 pub mod output;
@@ -120,6 +121,16 @@ pub fn evaluate(request: &EvalRequest, backend: &dyn Backend) -> Result<EvalOutc
         if let Some(limit) = request.limit {
             items.truncate(limit);
         }
+        let items = request
+            .sampling
+            .images
+            .apply(&manifest.name, items, request.seed)
+            .map_err(|e| EvalError::Input {
+                path: loaded.files.first().cloned().unwrap_or_default(),
+                row: None,
+                field: "images (--images)".into(),
+                message: e.to_string(),
+            })?;
         let renderer = PromptRenderer::new(manifest)?;
         let prompts = items
             .iter()
