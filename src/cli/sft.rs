@@ -31,7 +31,7 @@ pub struct SftArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Stop after this many steps. [default: the recipe's epochs]
+    /// Stop after this many steps (a cosine decay still spans the recipe's epochs). [default: the recipe's epochs]
     #[arg(long)]
     pub steps: Option<usize>,
     /// Override a recipe field, e.g. `--set batch.epochs=2` (repeatable).

@@ -57,6 +57,9 @@ pub struct SftOptim {
     pub betas: [f64; 2],
     pub warmup_steps: usize,
     pub max_grad_norm: f64,
+    /// After the warm-up: `constant` (the default) or `cosine` to zero at the last step.
+    #[serde(default)]
+    pub decay: schedule::Decay,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,11 +182,26 @@ pub fn sft(cfg: &SftConfig, registry: &Registry) -> Result<SftOutcome, TrainErro
         r.batch.epochs,
         cfg.steps,
     );
+    // The decay spans the recipe's epochs over the data (both in the plan, so a resume sees
+    // the same schedule); `--steps` only stops the run early.
+    let schedule_span = schedule::total_steps(
+        data.examples.len(),
+        r.batch.examples_per_step,
+        r.batch.epochs,
+        None,
+    );
     let bar = progress_bar(cfg.progress, total as u64, step as u64);
     let mut last_loss = None;
     while step < total {
         step += 1;
-        let line = sft_step(cfg, &ckpt, &params, &mut optimizer, &data, step)?;
+        let line = sft_step(
+            cfg,
+            &ckpt,
+            &params,
+            &mut optimizer,
+            &data,
+            (step, schedule_span),
+        )?;
         log.append(&line)?;
         last_loss = Some(line.loss);
         if step % cfg.save_every.max(1) == 0 || step == total {
@@ -320,7 +338,7 @@ fn sft_step(
     params: &BTreeMap<String, Var>,
     optimizer: &mut AdamW,
     data: &Prepared,
-    step: usize,
+    (step, schedule_span): (usize, usize),
 ) -> Result<SftStep, TrainError> {
     let r = &cfg.recipe;
     let started = Instant::now();
@@ -348,7 +366,13 @@ fn sft_step(
     let mut grads = GradAccumulator::default();
     grads.backward(&loss, params)?;
     let norm = grads.norm()?;
-    let lr = schedule::warmup_lr(r.optim.lr, r.optim.warmup_steps, step);
+    let lr = schedule::lr_at(
+        r.optim.lr,
+        r.optim.warmup_steps,
+        r.optim.decay,
+        step,
+        schedule_span,
+    );
     if norm.is_finite() {
         grads.clip(norm, r.optim.max_grad_norm)?;
         optimizer.step(params, &grads.grads, lr)?;
