@@ -219,7 +219,7 @@ pub fn measure_benchmark(
     ckpt: &Checkpoint,
     benchmark: &str,
     examples: &[crate::train::Example],
-    grader: std::sync::Arc<dyn crate::eval::Grader>,
+    grader: std::sync::Arc<dyn crate::verify::Grader>,
     settings: &RunSettings,
 ) -> Result<Measured, crate::train::TrainError> {
     use crate::train::perception::gradient_filter_mask;

@@ -11,6 +11,10 @@ use super::manifest::Manifest;
 use super::options::option_letter;
 use super::BenchError;
 
+/// The system message of the authors' evaluation and training (and transformers' default
+/// chat template): one definition for eval, train, sft, perception and `bench show`.
+pub const DEFAULT_SYSTEM: &str = "You are a helpful assistant.";
+
 /// Compiled prompt templates of one manifest.
 pub struct PromptRenderer {
     env: Environment<'static>,

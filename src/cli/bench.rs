@@ -230,8 +230,7 @@ fn inspect(
     Ok(Outcome::Ok)
 }
 
-/// The system message the authors' tool (and transformers' chat template) uses.
-const DEFAULT_SYSTEM: &str = "You are a helpful assistant.";
+use spotlight::bench::prompt::DEFAULT_SYSTEM;
 
 fn validate(
     registry: &Registry,

@@ -7,7 +7,6 @@
 
 pub mod backend;
 pub mod embedded;
-pub mod grade;
 pub mod http;
 pub mod image_control;
 pub mod log;
@@ -21,8 +20,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::verify::grader::{GradeOutcome, Grader};
 pub use backend::{Backend, BackendError, Batching, SampleRequest, SampleResponse, Sampling};
-pub use grade::{GradeOutcome, Grader};
 pub use log::{SampleLog, SampleRecord};
 pub use output::RunSummary;
 pub use plan::EvalPlan;
@@ -30,8 +29,7 @@ pub use plan::EvalPlan;
 use crate::bench::{DataSource, PromptRenderer, Registry};
 use runner::{LoopSettings, PreparedBenchmark};
 
-/// The system message of the authors' evaluation (and transformers' default template).
-pub const DEFAULT_SYSTEM: &str = "You are a helpful assistant.";
+pub use crate::bench::prompt::DEFAULT_SYSTEM;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {

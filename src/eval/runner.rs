@@ -14,10 +14,10 @@ use std::time::Instant;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::backend::{Backend, Batching, SampleRequest, Sampling};
-use super::grade::Grader;
 use super::log::{SampleLog, SampleRecord};
 use super::EvalError;
 use crate::bench::Item;
+use crate::verify::Grader;
 
 /// One benchmark's items, prompts and grader, ready to run.
 pub struct PreparedBenchmark {

@@ -94,7 +94,8 @@ pub fn load_examples(
         }
         let text = renderer.render(item)?;
         let grids: Vec<_> = images.iter().map(|i| i.grid_thw).collect();
-        let prompt_ids = builder.prompt_ids(Some(crate::eval::DEFAULT_SYSTEM), &text, &grids)?;
+        let prompt_ids =
+            builder.prompt_ids(Some(crate::bench::prompt::DEFAULT_SYSTEM), &text, &grids)?;
         if prompt_ids.len() > max_prompt_tokens {
             continue;
         }

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use super::data::{DataCursor, Example};
 use super::recipe::TrainRecipe;
 use super::TrainError;
-use crate::eval::Grader;
 use crate::model::{Checkpoint, GenerationPrompt, SampleRequest, SamplingParams};
 use crate::seed::derive_seed_tagged;
+use crate::verify::Grader;
 
 /// One sampled and rewarded response.
 #[derive(Debug, Clone, PartialEq)]
@@ -289,8 +289,8 @@ pub fn validation_params(
 mod tests {
     use super::*;
     use crate::bench::{DataSource, Registry};
-    use crate::eval::GradeOutcome;
     use crate::model::PreResize;
+    use crate::verify::GradeOutcome;
 
     /// Accepts answers containing a `1` (some right, some wrong, from a random model).
     struct HasOne;

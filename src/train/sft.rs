@@ -24,9 +24,9 @@ use super::optim::{AdamW, GradAccumulator};
 use super::plan::{RulesRecord, TrainKind, TrainPlan};
 use super::{rollout, schedule, TrainError};
 use crate::bench::{DataSource, Registry};
-use crate::eval::Grader;
 use crate::model::{Checkpoint, ScoringRequest};
 use crate::run_folder::ModelFingerprint;
+use crate::verify::Grader;
 
 /// `recipes/*-sft.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 
 pub mod adversarial;
 pub mod choice;
+pub mod grader;
 pub mod latex2text;
 pub mod lookup;
 pub mod mathruler;
@@ -15,6 +16,7 @@ pub mod symbolic;
 
 use std::path::PathBuf;
 
+pub use grader::{GradeOutcome, Grader};
 pub use lookup::{resolve, ResolvedRules, RulesRecord};
 pub use rules::RuleSet;
 

@@ -1,6 +1,8 @@
-//! The runner's view of a verifier: anything that turns (response, ground truth, options)
-//! into a verdict. The benchmark's reward rule set (`crate::verify::RuleSet`) is the one
-//! used in practice; the trait keeps the runner testable with hand-written graders.
+//! What evaluation, training and perception need of a verifier: anything that turns
+//! (response, ground truth, options) into a verdict. The benchmark's reward rule set
+//! ([`crate::verify::RuleSet`]) is the one used in practice; the trait keeps the runner and
+//! the trainer testable with hand-written graders. It lives with the verifiers because every
+//! command that grades uses it, not only `eval` (which re-exports it).
 
 /// A verdict with the reward and its components.
 #[derive(Debug, Clone, PartialEq)]
