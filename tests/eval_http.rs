@@ -3,50 +3,26 @@
 //! past the timeout, dropped connections), each either retried to success or recorded on
 //! its sample while the run finishes and counts it.
 
+mod eval_support;
+use eval_support::{exact, registry};
+
 #[path = "eval_http_mock/mod.rs"]
 mod mock;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mock::{completion, MockServer, Reply, Seen};
 use spotlight::bench::{DataSource, Item, Registry};
 use spotlight::eval::http::{wire_seed, ApiKey, Backoff, HttpBackend, HttpConfig};
-use spotlight::eval::{self, EvalError, EvalRequest, GradeOutcome, Grader, Sampling};
+use spotlight::eval::{self, EvalRequest, Sampling};
 use spotlight::seed::derive_seed;
 
 const RUN_SEED: u64 = 23;
 
 /// Correct when the response is exactly the truth: these tests are about transport.
-struct ExactMatch;
-
-impl Grader for ExactMatch {
-    fn grade(&self, response: &str, truth: &str, _options: Option<&[String]>) -> GradeOutcome {
-        let correct = response.trim() == truth;
-        GradeOutcome {
-            extracted: Some(response.trim().to_string()),
-            correct,
-            reward: correct as u8 as f64,
-            components: Vec::new(),
-        }
-    }
-}
-
-fn exact(name: &str) -> Result<(Arc<dyn Grader>, spotlight::verify::RulesRecord), EvalError> {
-    let record = spotlight::verify::RulesRecord {
-        name: name.to_string(),
-        origin: "test: exact match".to_string(),
-        sha256: String::new(),
-    };
-    Ok((Arc::new(ExactMatch), record))
-}
-
-fn registry() -> Registry {
-    Registry::load(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
 fn geo3k_items(registry: &Registry, limit: usize) -> Vec<Item> {
     let mut items = registry
         .load_benchmark(registry.get("geo3k").unwrap(), &DataSource::Bundled)

@@ -5,41 +5,17 @@
 //! the images the backend receives must be what the control says, and a resume with another
 //! control is refused.
 
+mod eval_support;
+use eval_support::{exact, registry};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use spotlight::bench::{DataSource, Registry};
 use spotlight::eval::backend::{Backend, BackendError, SampleRequest, SampleResponse};
 use spotlight::eval::image_control::ImageControl;
-use spotlight::eval::{self, EvalError, EvalRequest, GradeOutcome, Grader, Sampling};
-
-struct ExactMatch;
-
-impl Grader for ExactMatch {
-    fn grade(&self, response: &str, truth: &str, _options: Option<&[String]>) -> GradeOutcome {
-        let correct = response.trim() == truth;
-        GradeOutcome {
-            extracted: Some(response.trim().to_string()),
-            correct,
-            reward: correct as u8 as f64,
-            components: vec![("accuracy".into(), correct as u8 as f64)],
-        }
-    }
-}
-
-fn exact(name: &str) -> Result<(Arc<dyn Grader>, spotlight::verify::RulesRecord), EvalError> {
-    let record = spotlight::verify::RulesRecord {
-        name: name.to_string(),
-        origin: "test: exact match".to_string(),
-        sha256: String::new(),
-    };
-    Ok((Arc::new(ExactMatch), record))
-}
-
-fn registry() -> Registry {
-    Registry::load(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
+use spotlight::eval::{self, EvalRequest, Sampling};
 
 const ITEMS: usize = 8;
 

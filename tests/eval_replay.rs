@@ -1,40 +1,14 @@
 //! The evaluation runner on the replay backend: hand-computed avg@k and pass@k, the run
 //! folder's files, and resuming a run whose log was cut mid-line (the state SIGKILL leaves).
 
+mod eval_support;
+use eval_support::{exact, registry};
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use spotlight::bench::{DataSource, Registry};
 use spotlight::eval::replay::ReplayBackend;
-use spotlight::eval::{self, EvalError, EvalRequest, GradeOutcome, Grader, Sampling};
-
-/// A stand-in grader for runner tests: correct when the response is exactly the truth.
-struct ExactMatch;
-
-impl Grader for ExactMatch {
-    fn grade(&self, response: &str, truth: &str, _options: Option<&[String]>) -> GradeOutcome {
-        let correct = response.trim() == truth;
-        GradeOutcome {
-            extracted: Some(response.trim().to_string()),
-            correct,
-            reward: correct as u8 as f64,
-            components: vec![("accuracy".into(), correct as u8 as f64)],
-        }
-    }
-}
-
-fn exact(name: &str) -> Result<(Arc<dyn Grader>, spotlight::verify::RulesRecord), EvalError> {
-    let record = spotlight::verify::RulesRecord {
-        name: name.to_string(),
-        origin: "test: exact match".to_string(),
-        sha256: String::new(),
-    };
-    Ok((Arc::new(ExactMatch), record))
-}
-
-fn registry() -> Registry {
-    Registry::load(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
+use spotlight::eval::{self, EvalRequest, Sampling};
 
 /// Replay file for the first `items` Geo3k items: item i gets `right[i]` correct samples
 /// out of k (the first ones).

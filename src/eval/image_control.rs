@@ -53,6 +53,15 @@ impl ImageControl {
         }
     }
 
+    /// What the model was shown instead of the items' images, for reports (`None`: its own).
+    pub fn description(self) -> Option<&'static str> {
+        match self {
+            ImageControl::AsIs => None,
+            ImageControl::Black => Some("each image blacked out at its own size"),
+            ImageControl::OtherItem => Some("each item was given another item's images"),
+        }
+    }
+
     /// The items with their images replaced as the control says. Items without images
     /// (text-only benchmark rows) are left as they are under every control.
     pub fn apply(

@@ -337,16 +337,11 @@ pub fn render_run_report(
         plan.sampling.max_pixels,
         plan.spotlight_version
     ));
-    match plan.sampling.images {
-        crate::eval::image_control::ImageControl::AsIs => {}
-        control => out.push_str(&format!(
-            "> Image control `{}`: the model was NOT shown the items' own images ({}). This run measures what the model scores without looking; a model that reads the images falls to chance here.\n\n",
-            control.name(),
-            match control {
-                crate::eval::image_control::ImageControl::Black => "each image blacked out at its own size",
-                _ => "each item was given another item's images",
-            }
-        )),
+    if let Some(shown) = plan.sampling.images.description() {
+        out.push_str(&format!(
+            "> Image control `{}`: the model was NOT shown the items' own images ({shown}). This run measures what the model scores without looking; a model that reads the images falls to chance here.\n\n",
+            plan.sampling.images.name()
+        ));
     }
     if plan.data == "bundled" {
         out.push_str("> The bundled benchmark files are items Spotlight generates itself in each benchmark's schema, not the real benchmarks: the measured row is NOT comparable with the published rows.\n\n");
